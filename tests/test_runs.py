@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from robust_labels.cli import main
-from robust_labels.runs import (EXPERIMENTS, RunConfig, compare_best, label_grid, load_results, paper_table,
-                                repo_root, reproduce, result_path, run_grid, summarize, to_markdown, train_run)
+from robust_labels.runs import (EXPERIMENTS, RunConfig, compare_best, label_grid, load_experiments, load_model,
+                                load_results, model_path, paper_table, records_frame, repo_root, reproduce,
+                                result_path, run_grid, summarize, to_markdown, train_run)
 
 
 def test_train_run_writes_complete_record_and_is_reused(tmp_path):
@@ -19,7 +20,20 @@ def test_train_run_writes_complete_record_and_is_reused(tmp_path):
     assert rec['environment']['torch'] and rec['environment']['device'] == 'cpu'
     assert 0 <= rec['metrics']['accuracy'] <= 100
     assert not (tmp_path / 'checkpoints' / cfg.run_id).exists()   # checkpoints removed after success
+    assert model_path(tmp_path, cfg).exists() and load_model(cfg, tmp_path).num_classes == 10
     assert train_run(cfg, tmp_path)['finished'] == rec['finished']  # reused, not retrained
+
+
+def test_missing_evaluations_added_to_existing_record(tmp_path, monkeypatch):
+    "A table asking for an evaluation the record lacks gets it computed on the kept weights, without retraining."
+    from robust_labels import runs
+    cfg = RunConfig(epochs=1)
+    first = train_run(cfg, tmp_path)
+    monkeypatch.setitem(runs.EVALUATIONS, 'double', lambda m, c, d: dict(double=2 * runs.eval_accuracy(m, c, d)['accuracy']))
+    rec = train_run(cfg, tmp_path, evals=['accuracy', 'double'])
+    assert rec['finished'] == first['finished'] and rec['evals'] == ['accuracy', 'double']
+    assert rec['metrics']['double'] == pytest.approx(2 * first['metrics']['accuracy'])
+    assert json.loads(result_path(tmp_path, cfg).read_text())['metrics']['double'] == rec['metrics']['double']
 
 
 def test_same_seed_same_numbers(tmp_path):
@@ -30,13 +44,13 @@ def test_same_seed_same_numbers(tmp_path):
 
 
 def test_grid_shards_cover_grid_and_tables(tmp_path):
-    grid = label_grid(RunConfig(table='t', epochs=1), labels=('onehot', 'vs'), alphas=(0.5,), seeds=(0, 1))
+    grid = label_grid(RunConfig(epochs=1), labels=('onehot', 'vs'), alphas=(0.5,), seeds=(0, 1))
     assert len(grid) == 4 and len({c.run_id for c in grid}) == 4
-    run_grid(grid, tmp_path, shard='0/2', progress=False)
-    assert len(load_results(tmp_path, 't')) == 2
+    assert len(run_grid(grid, tmp_path, shard='0/2', progress=False)) == 2
+    assert len(load_results(tmp_path)) == 2
     run_grid(grid, tmp_path, shard='1/2', progress=False)
-    df = load_results(tmp_path, 't')
-    assert len(df) == 4
+    df = records_frame(run_grid(grid, tmp_path, progress=False))   # all done: nothing retrained
+    assert len(df) == 4 and len(load_results(tmp_path)) == 4
     s = summarize(df, ['labels', 'alpha'], ['accuracy'])
     assert list(s['runs']) == [2, 2]
     md = to_markdown(s)
@@ -54,11 +68,15 @@ def test_compare_best_directions():
         compare_best(s, 'accuracy', baseline='oh')
 
 
-def test_registry_and_paper_numbers():
+def test_registry_and_paper_numbers(tmp_path):
+    assert 'vs_table13' in EXPERIMENTS
     for e in EXPERIMENTS.values():
         assert (repo_root() / 'nbs' / 'experiments' / e.notebook).exists()
         assert set(e.presets) == {'smoke', 'paper'}
         if e.reference: assert len(paper_table(e.reference)) > 0
+    (tmp_path / 'bad.toml').write_text('notebook = "x.ipynb"\ntitle = "x"\n[presets.smoke]\na = 1\n')
+    with pytest.raises(ValueError, match="must define presets"):
+        load_experiments(tmp_path)
     t13 = paper_table('vs_table13')
     assert t13.query("dataset == 'cifar10' and model == 'resnet18' and alpha == 0.5").accuracy.item() == 95.3
 
