@@ -1,0 +1,68 @@
+"""Speed of `robust_labels.attacks.pgd` against torchattacks' PGD / PGDL2 on the same model, batch and steps.
+
+Run on demand (not by CI):  python benchmarks/bench_pgd.py [--device cuda] [--batch 128] [--steps 10]
+Prints the median time of each implementation and the ratio ours / torchattacks (goal: <= 1.0), measured in the same
+process with the runs interleaved, so that machine load affects both alike.
+"""
+import argparse, statistics, time
+
+import torch
+import torch.nn as nn
+
+from robust_labels.attacks import pgd
+
+
+def cifar_cnn(num_classes=10):
+    "A small VGG-style CNN on 3x32x32 inputs: enough work per step that per-call overheads do not dominate."
+    def block(i, o): return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(*block(3, 32), *block(32, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 16, num_classes))
+
+
+def timed(fn, device):
+    "Seconds one call of `fn` takes (synchronised on CUDA)."
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+    t = time.perf_counter(); fn()
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+    return time.perf_counter() - t
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--batch', type=int, default=128)
+    p.add_argument('--steps', type=int, default=10)
+    p.add_argument('--repeats', type=int, default=7)
+    p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave as is)')
+    args = p.parse_args()
+    try:
+        import torchattacks
+    except ImportError:
+        raise SystemExit('torchattacks is needed for the reference: pip install torchattacks')
+    if args.threads: torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    x = torch.rand(args.batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    print(f"device {device}, torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
+          f"threads {torch.get_num_threads()}, batch {args.batch}, steps {args.steps}, repeats {args.repeats}")
+    print(f"{'model':7} {'norm':5} {'ours (s)':>10} {'torchattacks (s)':>17} {'ratio':>7}")
+    ratios = []
+    # the CNN measures the attack as it is used (model-bound); the linear model exposes per-step overheads
+    for name, model in (('cnn', cifar_cnn()), ('linear', nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))):
+        model = model.to(device).eval()
+        for norm, eps, step in (('linf', 8/255, 2/255), ('l2', 0.5, 0.1)):
+            ref = (torchattacks.PGD if norm == 'linf' else torchattacks.PGDL2)(model, eps=eps, alpha=step, steps=args.steps)
+            ours = lambda: pgd(model, x, y, norm, eps, step, args.steps)
+            theirs = lambda: ref(x, y)
+            ours(); theirs()                                    # warm-up (allocator, kernels)
+            t_ours, t_ref = [], []
+            for _ in range(args.repeats):                       # interleaved, so drifting load hits both
+                t_ours.append(timed(ours, device)); t_ref.append(timed(theirs, device))
+            a, b = statistics.median(t_ours), statistics.median(t_ref)
+            if name == 'cnn': ratios.append(a / b)
+            print(f"{name:7} {norm:5} {a:10.4f} {b:17.4f} {a / b:7.3f}")
+    print(f"ratio ours / torchattacks on the CNN (mean over norms): {statistics.mean(ratios):.3f}  (goal <= 1.0)")
+
+
+if __name__ == '__main__':
+    main()
