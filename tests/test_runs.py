@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from robust_labels.cli import main
-from robust_labels.runs import (EXPERIMENTS, RunConfig, compare_best, label_grid, load_experiments, load_model,
+from robust_labels.runs import (RunConfig, compare_best, label_grid, load_experiments, load_model,
                                 load_results, model_path, paper_table, records_frame, repo_root, reproduce,
                                 result_path, run_grid, summarize, to_markdown, train_run)
 
@@ -69,29 +69,43 @@ def test_compare_best_directions():
 
 
 def test_registry_and_paper_numbers(tmp_path):
-    assert 'vs_table13' in EXPERIMENTS
-    for e in EXPERIMENTS.values():
+    known = load_experiments()
+    assert 'vs_table13' in known
+    for e in known.values():
         assert (repo_root() / 'nbs' / 'experiments' / e.notebook).exists()
         assert set(e.presets) == {'smoke', 'paper'}
         if e.reference: assert len(paper_table(e.reference)) > 0
     (tmp_path / 'bad.toml').write_text('notebook = "x.ipynb"\ntitle = "x"\n[presets.smoke]\na = 1\n')
     with pytest.raises(ValueError, match="must define presets"):
         load_experiments(tmp_path)
+    (tmp_path / 'bad.toml').write_text('notebook = "x.ipynb\n')
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        load_experiments(tmp_path)
     t13 = paper_table('vs_table13')
     assert t13.query("dataset == 'cifar10' and model == 'resnet18' and alpha == 0.5").accuracy.item() == 95.3
 
 
-def test_reproduce_runs_notebook_with_papermill(tmp_path, monkeypatch):
+def test_reproduce_runs_notebook_with_papermill(tmp_path):
     "The smoke machinery end to end on a tiny grid: papermill executes the notebook, which writes table and figure."
-    monkeypatch.setitem(EXPERIMENTS['vs_table13'].presets, 'smoke',
-                        dict(setups=[['digits', 'cnn']], recipe='smoke', epochs=1, seeds=[0], alphas=[0.5]))
-    done = reproduce('smoke', ['vs_table13'], out_dir=tmp_path / 'res', fig_dir=tmp_path / 'fig', progress=False)
+    reg = tmp_path / 'registry'; reg.mkdir()
+    (reg / 'vs_table13.toml').write_text("""notebook = "vs_table13.ipynb"
+title = "tiny"
+[presets.smoke]
+setups = [["digits", "cnn"]]
+epochs = 1
+seeds = [0]
+alphas = [0.5]
+[presets.paper]
+""")
+    done = reproduce('smoke', ['vs_table13'], out_dir=tmp_path / 'res', fig_dir=tmp_path / 'fig', progress=False, registry=reg)
     assert done['vs_table13'].exists()
     table = pd.read_csv(tmp_path / 'res' / 'smoke' / 'tables' / 'vs_table13.csv')
     assert set(table['labels']) == {'onehot', 'ls', 'vs'}
     assert (tmp_path / 'fig' / 'smoke' / 'vs_table13.png').stat().st_size > 1000
     with pytest.raises(ValueError, match="preset must be one of 'smoke', 'paper'"):
         reproduce('tiny')
+    with pytest.raises(ValueError, match="experiments must be one of 'vs_table13'"):
+        reproduce('smoke', ['nope'], registry=reg)
 
 
 def test_cli_train_and_errors(tmp_path, capsys):
