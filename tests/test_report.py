@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from robust_labels.report import (ABLATION, agreement, ours_vs_paper, read_claims, spider_ablation, spider_twins,
-                                  tally_verdicts, thickness_table, with_paper, with_spider)
-from robust_labels.runs import RunConfig, compare_best, summarize
+                                  thickness_table, with_paper, with_spider)
+from robust_labels.runs import RunConfig, compare_best, summarize, tally
 
 
 def _summary(seed_rows):
@@ -99,9 +99,9 @@ def test_verdicts_off_ours_and_the_paper_equal_the_pivot_pipeline(summary):
 
 def test_tally_counts_cases_and_each_verdict():
     claims = pd.DataFrame(dict(metric=['b', 'a', 'b', 'b'], better=[True, False, True, False], beyond_std=[True, False, False, False]))
-    t = tally_verdicts(claims, 'metric')
+    t = tally(claims, 'metric')
     assert t.values.tolist() == [['b', 3, 2, 1], ['a', 1, 0, 0]]
-    assert tally_verdicts(claims, ['metric'], ['beyond_std'], total='n').columns.tolist() == ['metric', 'n', 'beyond_std']
+    assert tally(claims, ['metric'], ['beyond_std'], total='n').columns.tolist() == ['metric', 'n', 'beyond_std']
 
 
 def test_paper_columns_sit_beside_ours_and_missing_ones_are_named():
