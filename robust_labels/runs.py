@@ -147,13 +147,22 @@ def attack_for(cfg:RunConfig, name:str):
 def _limit(cfg:RunConfig, what:str):
     return EVAL_LIMITS.get(cfg.dataset, EVAL_LIMITS['default']).get(what)
 
+def _as_run(a, n_out:int):
+    "Attack `a` as it runs on a model with `n_out` outputs (AutoAttack's targets resolved), without its name and source."
+    if a.kind == 'autoattack':
+        a = dataclasses.replace(a, n_target_classes=n_out - 1 if a.n_target_classes is None else min(a.n_target_classes, n_out - 1))
+    return dataclasses.replace(a, name='', source='')
+
+_ROBUST = {}   # (model, run, attack as run, samples) -> robust accuracy, within one process
+
 def _attack_eval(key:str, attack, limit:str|None=None):
     "An evaluation that reports robust accuracy (%) under `attack` (a preset name, or a function of the config giving one)."
     def ev(model, cfg:RunConfig, device) -> dict:
         x, y = _test_tensors(cfg, _limit(cfg, limit) if limit else None, device)
         a = attack_for(cfg, attack(cfg) if callable(attack) else attack)
-        acc = robust_accuracy(model, x, y, a, num_classes=real_classes(cfg), seed=cfg.seed)
-        return {f'{key}_accuracy': 100 * acc, f'{key}_samples': len(y)}
+        memo = (id(model), cfg.run_id, _as_run(a, predict_logits(model, x[:1]).shape[1]), len(y))
+        if memo not in _ROBUST: _ROBUST[memo] = robust_accuracy(model, x, y, a, num_classes=real_classes(cfg), seed=cfg.seed)
+        return {f'{key}_accuracy': 100 * _ROBUST[memo], f'{key}_samples': len(y)}
     ev.__doc__ = f"Robust accuracy (%) under {attack if isinstance(attack, str) else 'the dataset-specific attack'}."
     return ev
 
