@@ -474,7 +474,8 @@ def plot_bars(df:pd.DataFrame, x:str, y:str, hue:str|None=None, col:str|None=Non
               marks:pd.DataFrame|None=None, # values drawn as black dashes over the bars (the paper's, a teacher's)
               marks_y:str|None=None, # the column of `marks` holding them (default `y`)
               xlabel:str|None=None, ylabel:str|None=None, # axis labels (default: the column names)
-              zoom:bool=False): # zoom: the value axis starts just below the smallest value, not at 0
+              zoom:bool=False, # zoom: the value axis starts just below the smallest value, not at 0
+              rotate:float=0): # degrees to turn the category labels by (long names side by side)
     "Bars of the mean of `y` (± std over runs) per `x` and `hue`, one panel per `col` × `row`, optional `marks`; saved to `path`."
     import seaborn as sns
     marks_y = marks_y or y
@@ -498,6 +499,7 @@ def plot_bars(df:pd.DataFrame, x:str, y:str, hue:str|None=None, col:str|None=Non
     for ax in grid.axes.flat:
         if ylabel is not None: (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
         if xlabel is not None: (ax.set_ylabel if horizontal else ax.set_xlabel)(xlabel)
+        if rotate: ax.tick_params(axis='y' if horizontal else 'x', labelrotation=rotate)
         if zoom and len(values):
             lo = values.min() - 0.1 * max(values.max() - values.min(), 1.0)
             (ax.set_xlim if horizontal else ax.set_ylim)(max(lo, 0) if values.min() >= 0 else lo, None)
