@@ -34,12 +34,12 @@ __all__ = ['REGIMES', 'LINF_ATTACK', 'DIGITS_L2_EPS', 'EVAL_LIMITS', 'EVALUATION
            'config_of', 'load_model', 'training_threat', 'outlier_set', 'unlabeled_set', 'make_regime',
            'validation_set', 'train_run', 'label_grid', 'run_grid', 'records_frame', 'load_results', 'summarize',
            'mean_std', 'to_markdown', 'compare_best', 'repo_root', 'paper_table', 'beside_paper', 'write_table',
-           'plot_lines', 'long_metrics', 'plot_bars', 'plot_curves', 'compare_groups', 'tally', 'select_best',
-           'as_errors', 'count_runs', 'tuned', 'run_groups', 'metric_columns', 'with_mean_std', 'mean_std_table',
-           'sort_rows', 'pivot_wide', 'marked', 'compare_against', 'stack', 'compare_pairs', 'metric_gap',
-           'with_shortfall', 'flag_best', 'baseline_column', 'selection_table', 'selection_claims', 'sweep_claims',
-           'with_teacher', 'beside_teachers', 'virtual_classes', 'method_names', 'Experiment', 'load_experiments',
-           'get_experiment', 'reproduce']
+           'plot_lines', 'long_metrics', 'plot_bars', 'compare_groups', 'tally', 'select_best', 'as_errors',
+           'count_runs', 'tuned', 'run_groups', 'metric_columns', 'with_mean_std', 'mean_std_table', 'sort_rows',
+           'pivot_wide', 'marked', 'compare_against', 'stack', 'compare_pairs', 'metric_gap', 'with_shortfall',
+           'flag_best', 'baseline_column', 'selection_table', 'selection_claims', 'sweep_claims', 'with_teacher',
+           'beside_teachers', 'virtual_classes', 'method_names', 'Experiment', 'load_experiments', 'get_experiment',
+           'reproduce']
 
 # %% ../nbs/12_runs.ipynb #fbd9a487
 REGIMES = ('standard', 'at', 'trades', 'awp', 'rst', 'kd', 'ard', 'oe', 'ssl')
@@ -503,15 +503,6 @@ def plot_bars(df:pd.DataFrame, x:str, y:str, hue:str|None=None, col:str|None=Non
         if zoom and len(values):
             lo = values.min() - 0.1 * max(values.max() - values.min(), 1.0)
             (ax.set_xlim if horizontal else ax.set_ylim)(max(lo, 0) if values.min() >= 0 else lo, None)
-    if title: grid.figure.suptitle(title, y=1.02)
-    return _save(grid.figure, path)
-
-def plot_curves(df:pd.DataFrame, x:str, y:str, hue:str|None=None, col:str|None=None, row:str|None=None, style:str|None=None,
-                path=None, title:str='', sharey:bool=False, height:float=3.0, aspect:float=1.4):
-    "Lines of the mean of `y` (± std over runs) against `x` per `hue`/`style`, one panel per `col` × `row`; saved to `path`."
-    import seaborn as sns
-    grid = sns.relplot(data=df, x=x, y=y, hue=hue, style=style, col=col, row=row, kind='line', errorbar='sd', marker='o',
-                       height=height, aspect=aspect, facet_kws=dict(sharey=sharey))
     if title: grid.figure.suptitle(title, y=1.02)
     return _save(grid.figure, path)
 
