@@ -18,7 +18,7 @@ __all__ = ['ABLATION', 'spider_setting', 'with_spider', 'spider_twins', 'spider_
 # %% ../nbs/15_report.ipynb #243257c3
 def spider_setting(spider, *path) -> dict:
     "SPIDER's labels at the tuned `[tau, xi]` found at `spider[path[0]][path[1]]...`, as `RunConfig` changes."
-    try: tau, xi = tuned(spider, *path)
+    try: tau, xi = tuned(spider, *path, names=('tau', 'xi'))
     except ValueError as e: raise ValueError(f"spider: {e}") from None
     return dict(labels='spider', tau=tau, xi=xi)
 
@@ -35,21 +35,22 @@ def spider_twins(bases, spider, path=('dataset', 'augment')) -> list:
 # %% ../nbs/15_report.ipynb #a65e9872
 ABLATION = ('Baseline', 'SPIDER', 'No LS', 'STD LS', 'Mixup')
 
-def _is_tuned(params, b, size:int) -> bool:
-    try: return bool(tuned(params if isinstance(params, dict) else {}, b, size=size))
+def _is_tuned(params, b, size:int, names:tuple) -> bool:
+    try: return bool(tuned(params if isinstance(params, dict) else {}, b, size=size, names=names))
     except ValueError: return False
 
 def spider_ablation(base:RunConfig, baselines, seeds, spider:dict, nols_tau:dict, ls_alpha:dict, mixup:dict|None=None) -> dict:
     "Table 6's runs `{(method, baseline): [configs over seeds]}`: Baseline, SPIDER, No LS, STD LS and Mixup on each baseline."
-    given = dict(spider=(spider, 2), nols_tau=(nols_tau, 1), ls_alpha=(ls_alpha, 1))
-    missing = [(name, b) for name, (d, size) in given.items() for b in baselines if not _is_tuned(d, b, size)]
+    given = dict(spider=(spider, 2, ('tau', 'xi')), nols_tau=(nols_tau, 1, ('tau',)), ls_alpha=(ls_alpha, 1, ('alpha',)))
+    missing = [(name, b) for name, (d, size, names) in given.items() for b in baselines if not _is_tuned(d, b, size, names)]
     if missing:
         raise ValueError(f"tuned values missing or placeholders for {missing}: the paper does not report them; tune them "
                          "(robust_labels.tune: spaces 'spider-*', 'spider-nols-*', 'ls') and set spider = {baseline: [tau, xi]}, "
                          "nols_tau = {baseline: tau} and ls_alpha = {baseline: alpha}")
     mixup, groups = mixup or {}, {}
     for b in baselines:
-        (tau, xi), (nols,), (alpha,) = tuned(spider, b), tuned(nols_tau, b, size=1), tuned(ls_alpha, b, size=1)
+        (tau, xi), (nols,), (alpha,) = (tuned(spider, b, names=('tau', 'xi')), tuned(nols_tau, b, size=1, names=('tau',)),
+                                         tuned(ls_alpha, b, size=1, names=('alpha',)))
         plain = [base.replace(augment=b, seed=int(s)) for s in seeds]
         groups['Baseline', b] = plain
         groups['SPIDER', b] = [c.replace(labels='spider', tau=tau, xi=xi) for c in plain]

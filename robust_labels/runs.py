@@ -550,10 +550,17 @@ def count_runs(runs:pd.DataFrame, keys:list, metric:str) -> pd.Series:
     "How many runs of each group of `keys` (in `summarize`'s order) have `metric`; 0 where none does."
     return runs.reindex(columns=list(keys) + [metric]).groupby(list(keys), sort=True)[metric].count().values
 
-def tuned(params:dict, *path, size:int=2) -> tuple:
-    "The numbers at `params[path[0]][path[1]]...` (a list, or one number when `size` is 1) as floats, or a ValueError naming the missing setting."
+def tuned(params:dict, *path, size:int=2,
+          names:tuple|None=None # hyperparameter names to read when the setting is a tuned-trial JSON file
+         ) -> tuple:
+    "The numbers at `params[path[0]][path[1]]...` (a list, one number when `size` is 1, or a tuned-trial JSON file) as floats."
     v = params
     for p in path: v = v.get(p) if isinstance(v, dict) else None
+    if isinstance(v, str) and names:
+        f = Path(v).expanduser()
+        if not f.is_file(): raise ValueError(f"the tuned setting for {list(path)} names the file {v!r}, which does not exist")
+        best = json.loads(f.read_text()).get('params', {})
+        v = [best.get(n, f'missing {n!r}') for n in names]
     if size == 1 and not isinstance(v, (list, tuple)): v = [v]
     ok = isinstance(v, (list, tuple)) and len(v) == size and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v)
     if not ok:
