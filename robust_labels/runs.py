@@ -558,7 +558,9 @@ def tuned(params:dict, *path, size:int=2,
     for p in path: v = v.get(p) if isinstance(v, dict) else None
     if isinstance(v, str) and names:
         f = Path(v).expanduser()
-        if not f.is_file(): raise ValueError(f"the tuned setting for {list(path)} names the file {v!r}, which does not exist")
+        if not f.is_file():
+            raise ValueError(f"the tuned setting for {list(path)} must be {size} numbers or the path of a tuned-trial JSON file; "
+                             f"got {v!r}, which is not a file")
         best = json.loads(f.read_text()).get('params', {})
         v = [best.get(n, f'missing {n!r}') for n in names]
     if size == 1 and not isinstance(v, (list, tuple)): v = [v]
