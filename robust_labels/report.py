@@ -35,22 +35,21 @@ def spider_twins(bases, spider, path=('dataset', 'augment')) -> list:
 # %% ../nbs/15_report.ipynb #a65e9872
 ABLATION = ('Baseline', 'SPIDER', 'No LS', 'STD LS', 'Mixup')
 
-def _is_tuned(params, b, size:int, names:tuple) -> bool:
-    try: return bool(tuned(params if isinstance(params, dict) else {}, b, size=size, names=names))
-    except ValueError: return False
-
 def spider_ablation(base:RunConfig, baselines, seeds, spider:dict, nols_tau:dict, ls_alpha:dict, mixup:dict|None=None) -> dict:
     "Table 6's runs `{(method, baseline): [configs over seeds]}`: Baseline, SPIDER, No LS, STD LS and Mixup on each baseline."
     given = dict(spider=(spider, 2, ('tau', 'xi')), nols_tau=(nols_tau, 1, ('tau',)), ls_alpha=(ls_alpha, 1, ('alpha',)))
-    missing = [(name, b) for name, (d, size, names) in given.items() for b in baselines if not _is_tuned(d, b, size, names)]
+    values, missing = {}, []
+    for name, (d, size, names) in given.items():
+        for b in baselines:
+            try: values[name, b] = tuned(d if isinstance(d, dict) else {}, b, size=size, names=names)
+            except ValueError: missing.append((name, b))
     if missing:
         raise ValueError(f"tuned values missing or placeholders for {missing}: the paper does not report them; tune them "
                          "(robust_labels.tune: spaces 'spider-*', 'spider-nols-*', 'ls') and set spider = {baseline: [tau, xi]}, "
                          "nols_tau = {baseline: tau} and ls_alpha = {baseline: alpha}")
     mixup, groups = mixup or {}, {}
     for b in baselines:
-        (tau, xi), (nols,), (alpha,) = (tuned(spider, b, names=('tau', 'xi')), tuned(nols_tau, b, size=1, names=('tau',)),
-                                         tuned(ls_alpha, b, size=1, names=('alpha',)))
+        (tau, xi), (nols,), (alpha,) = values['spider', b], values['nols_tau', b], values['ls_alpha', b]
         plain = [base.replace(augment=b, seed=int(s)) for s in seeds]
         groups['Baseline', b] = plain
         groups['SPIDER', b] = [c.replace(labels='spider', tau=tau, xi=xi) for c in plain]
@@ -66,10 +65,7 @@ def with_paper(table:pd.DataFrame, paper:pd.DataFrame, on, metrics, std:bool=Tru
     need = list(on) + [c for m in metrics for c in ([m, f'{m}_std'] if std else [m])]
     missing = [c for c in need if c not in paper.columns]
     if missing: raise ValueError(f"paper must have the columns of on and metrics (and their _std); missing {missing}")
-    for m in metrics:
-        table = beside_paper(table, paper, on, m)
-        if std: table = beside_paper(table, paper, on, f'{m}_std')
-    return table
+    return beside_paper(table, paper, on, need[len(on):])
 
 def thickness_table(summary:pd.DataFrame, paper:pd.DataFrame, keys, on, bands=('thickness_0.75', 'thickness_1'),
                     digits:int=4, extras=('accuracy',)) -> pd.DataFrame:

@@ -533,12 +533,16 @@ def tally(claims:pd.DataFrame, by, verdicts=('better', 'beyond_std'), total:str=
     return pd.DataFrame({total: g.size(), **{v: g[v].sum() for v in verdicts}}).reset_index()
 
 # %% ../nbs/12_runs.ipynb #fc8558a0
+def _best_index(summary:pd.DataFrame, by, metric:str, higher_is_better:bool=True, arg:str='select') -> pd.Index:
+    "The index of the row of each group of `by` with the best mean `metric`."
+    col = f'{metric}_mean'
+    if col not in summary.columns: raise ValueError(f"{arg} must name summarized metrics; no column {col!r}")
+    g = summary.groupby(list([by] if isinstance(by, str) else by), sort=False)[col]
+    return pd.Index(g.idxmax() if higher_is_better else g.idxmin())
+
 def select_best(summary:pd.DataFrame, by, select:str='val_accuracy', higher_is_better:bool=True) -> pd.DataFrame:
     "The row of each group of `by` with the best mean `select` (e.g. validation accuracy)."
-    col = f'{select}_mean'
-    if col not in summary.columns: raise ValueError(f"select must be a summarized metric; no column {col!r}")
-    g = summary.groupby(list([by] if isinstance(by, str) else by), sort=False)[col]
-    return summary.loc[g.idxmax() if higher_is_better else g.idxmin()].reset_index(drop=True)
+    return summary.loc[_best_index(summary, by, select, higher_is_better)].reset_index(drop=True)
 
 def as_errors(runs:pd.DataFrame, columns:dict) -> pd.DataFrame:
     "`runs` with `{error_column: accuracy_column}` added as 100 − accuracy (in %)."
@@ -546,8 +550,8 @@ def as_errors(runs:pd.DataFrame, columns:dict) -> pd.DataFrame:
     if missing: raise ValueError(f"columns must name accuracy columns of runs; missing {missing}")
     return runs.assign(**{e: 100 - runs[a] for e, a in columns.items()})
 
-def count_runs(runs:pd.DataFrame, keys:list, metric:str) -> pd.Series:
-    "How many runs of each group of `keys` (in `summarize`'s order) have `metric`; 0 where none does."
+def count_runs(runs:pd.DataFrame, keys:list, metric:str):
+    "How many runs of each group of `keys` (an array in `summarize`'s row order) have `metric`; 0 where none does."
     return runs.reindex(columns=list(keys) + [metric]).groupby(list(keys), sort=True)[metric].count().values
 
 def tuned(params:dict, *path, size:int=2,
@@ -701,11 +705,8 @@ def with_shortfall(claims:pd.DataFrame, summary:pd.DataFrame, at:pd.Series, metr
 def flag_best(summary:pd.DataFrame, by, higher_is_better:bool=True, **flags) -> pd.DataFrame:
     "`summary` with a boolean column per `name=metric` of `flags`: True on the row of each group of `by` with the best mean metric."
     if not flags: raise ValueError("flags must name at least one column, as name=metric")
-    g = summary.groupby(list([by] if isinstance(by, str) else by))
-    for m in flags.values():
-        if f'{m}_mean' not in summary.columns: raise ValueError(f"flags must name summarized metrics; no column {m + '_mean'!r}")
-    pick = (lambda m: g[f'{m}_mean'].idxmax()) if higher_is_better else (lambda m: g[f'{m}_mean'].idxmin())
-    return summary.assign(**{name: summary.index.isin(pick(m)) for name, m in flags.items()})
+    best = {name: _best_index(summary, by, m, higher_is_better, arg='flags') for name, m in flags.items()}
+    return summary.assign(**{name: summary.index.isin(idx) for name, idx in best.items()})
 
 def baseline_column(df:pd.DataFrame, column:str, name:str|None=None, groups=('dataset', 'model'), by:str='labels',
                     baseline:str='onehot') -> pd.DataFrame:
