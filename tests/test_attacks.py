@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 
 from robust_labels.attacks import (ATTACKS, AttackConfig, AutoAttackPlus, RealDecision, RealLogits, autoattack, check_logits,
                                    cw, cw_margin, decision_logits, eval_mode, get_attack, looks_like_probabilities, pgd,
-                                   robust_accuracy)
+                                   robust_accuracy, robust_accuracy_header)
 from robust_labels.labels import soft_cross_entropy, vs_targets
 from robust_labels.perturb import flat_norm
 
@@ -258,57 +258,63 @@ def test_presets_match_the_papers():
 
 class Counting:
     "An attack that counts its calls."
-    def __init__(self, attack): self.attack, self.calls = attack, 0
-    def __call__(self, *args, **kwargs): self.calls += 1; return self.attack(*args, **kwargs)
+    def __init__(self, attack):
+        self.attack, self.calls = attack, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.attack(*args, **kwargs)
 
 
-def test_robust_accuracy_resumes(vs_net, digits, tmp_path):
+def test_robust_accuracy_resumes(vs_net, digits):
+    "Counts handed out by `on_batch` and given back as `done` skip those batches; the number stays the same."
     _, _, x, y = digits
     attack = partial(pgd, norm='linf', eps=0.1, step=0.02, steps=5)
-    path = tmp_path / 'sub' / 'ra.json'
-    first = Counting(attack)
-    full = robust_accuracy(vs_net, x, y, first, num_classes=K, batch_size=64, results_path=path)
-    assert first.calls == 5
-    saved = json.loads(path.read_text())
-    assert saved['robust_accuracy'] == full and saved['clean_accuracy'] >= full and len(saved['batches']) == 5
-    for drop in ('0', '3'): del saved['batches'][drop]
-    del saved['robust_accuracy']
-    path.write_text(json.dumps(saved))
-    rerun = Counting(attack)
-    assert robust_accuracy(vs_net, x, y, rerun, num_classes=K, batch_size=64, results_path=path) == full
-    assert rerun.calls == 2
-    done = Counting(attack)
-    assert robust_accuracy(vs_net, x, y, done, num_classes=K, batch_size=64, results_path=path) == full
-    assert done.calls == 0
-    assert robust_accuracy(vs_net, x, y, attack, num_classes=K, batch_size=64) == full   # no file: same numbers
-    assert not list(tmp_path.glob('sub/.*.tmp'))
+    first, kept = Counting(attack), {}
+    full = robust_accuracy(vs_net, x, y, first, num_classes=K, batch_size=64, on_batch=lambda i, c: kept.update({i: c}))
+    assert first.calls == 5 and sorted(kept) == [0, 1, 2, 3, 4]
+    assert sum(c['robust'] for c in kept.values()) / len(x) == full
+    assert all(c['clean'] >= c['robust'] for c in kept.values()) and sum(c['n'] for c in kept.values()) == len(x)
+    for drop in (0, 3): del kept[drop]
+    rerun, seen = Counting(attack), []
+    assert robust_accuracy(vs_net, x, y, rerun, num_classes=K, batch_size=64, done=kept,
+                           on_batch=lambda i, c: seen.append(i)) == full
+    assert rerun.calls == 2 and seen == [0, 3] and sorted(kept) == [1, 2, 4]   # `done` itself is not changed
+    as_json = {str(i): c for i, c in json.loads(json.dumps(kept)).items()}    # keys as strings, as from a JSON file
+    assert robust_accuracy(vs_net, x, y, rerun, num_classes=K, batch_size=64, done=as_json) == full
+    skipped = Counting(attack)
+    every = {**kept, 0: dict(n=64, clean=0, robust=0), 3: dict(n=64, clean=0, robust=0)}
+    robust_accuracy(vs_net, x, y, skipped, num_classes=K, batch_size=64, done=every)
+    assert skipped.calls == 0
 
 
 @pytest.mark.parametrize('change', ['attack', 'batch_size', 'labels', 'seed', 'num_classes'])
-def test_robust_accuracy_refuses_other_evaluation(vs_net, digits, tmp_path, change):
+def test_robust_accuracy_header_tells_evaluations_apart(digits, change):
+    "A caller that saves per-batch counts can refuse to mix evaluations: their headers differ."
     _, _, x, y = digits
     x, y = x[:64], y[:64]
     args = dict(attack=partial(pgd, norm='linf', eps=0.1, step=0.02, steps=2), num_classes=K, batch_size=32, seed=0)
-    path = tmp_path / 'ra.json'
-    robust_accuracy(vs_net, x, y, results_path=path, **args)
+    header = robust_accuracy_header(x, y, **args)
+    assert header == robust_accuracy_header(x, y.clone(), **args)
+    json.dumps(header)   # plain data
     if change == 'attack': args['attack'] = partial(pgd, norm='linf', eps=0.2, step=0.02, steps=2)
     elif change == 'batch_size': args['batch_size'] = 16
     elif change == 'labels': y = y.flip(0)
     elif change == 'seed': args['seed'] = 1
     else: args['num_classes'] = K + 1
-    with pytest.raises(ValueError, match='holds another evaluation'):
-        robust_accuracy(vs_net, x, y, results_path=path, **args)
+    assert robust_accuracy_header(x, y, **args) != header
 
 
-def test_robust_accuracy_bad_file_and_arguments(net, digits, tmp_path):
+def test_robust_accuracy_bad_arguments(net, digits):
     _, _, x, y = digits
-    bad = tmp_path / 'bad.json'; bad.write_text('{not json')
-    with pytest.raises(ValueError, match='not a results file'):
-        robust_accuracy(net, x[:8], y[:8], 'vs-pgd20', results_path=bad)
-    with pytest.raises(ValueError, match='one class per sample'): robust_accuracy(net, x[:8], y[:7], 'vs-pgd20')
-    with pytest.raises(ValueError, match=r'y must hold classes in \[0, 10\)'): robust_accuracy(net, x[:8], y[:8] + 10, 'vs-pgd20')
-    with pytest.raises(ValueError, match='batch_size must be an integer'): robust_accuracy(net, x[:8], y[:8], 'vs-pgd20', batch_size=0)
-    with pytest.raises(TypeError, match='attack must be'): robust_accuracy(net, x[:8], y[:8], 3)
+    with pytest.raises(ValueError, match='one class per sample'):
+        robust_accuracy(net, x[:8], y[:7], 'vs-pgd20')
+    with pytest.raises(ValueError, match=r'y must hold classes in \[0, 10\)'):
+        robust_accuracy(net, x[:8], y[:8] + 10, 'vs-pgd20')
+    with pytest.raises(ValueError, match='batch_size must be an integer'):
+        robust_accuracy(net, x[:8], y[:8], 'vs-pgd20', batch_size=0)
+    with pytest.raises(TypeError, match='attack must be'):
+        robust_accuracy(net, x[:8], y[:8], 3)
 
 
 # --- AutoAttack+ ---------------------------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from robust_labels.core import CheckpointError
-from robust_labels.augment import (AUGMIX_ALL_OPS, AUGMIX_DEFAULT_OPS, AUGMIX_OPS, CAE, CAE_LAYERS, EDSR, AugMix, CutMix,
-                                   DeepAugment, Mixup, PixMix, augment_and_mix, augmix_loss, autocontrast_images,
-                                   cae_code_distortion, deepaugment_dataset, equalize_images, fractal_mixing_set,
-                                   ifs_fractals, jsd_loss, load_deepaugment_weights, load_image_folder, perturb_cae_weights,
-                                   perturb_edsr_weights, pixmix, posterize_images, rotate_images, shear_images,
-                                   solarize_images, translate_images)
+from robust_labels.augmix import (AUGMIX_ALL_OPS, AUGMIX_DEFAULT_OPS, AUGMIX_OPS, AugMix, augment_and_mix, augmix_loss,
+                                  autocontrast_images, equalize_images, jsd_loss, posterize_images, rotate_images,
+                                  shear_images, solarize_images, translate_images)
+from robust_labels.pixmix import PixMix, fractal_mixing_set, ifs_fractals, load_image_folder, pixmix
+from robust_labels.deepaugment import (CAE, CAE_LAYERS, EDSR, DeepAugment, cae_code_distortion, deepaugment_dataset,
+                                       load_deepaugment_weights, perturb_cae_weights, perturb_edsr_weights)
+from robust_labels.augment import CutMix, Mixup
 
 
 def gen(seed=0): return torch.Generator().manual_seed(seed)

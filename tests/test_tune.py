@@ -1,4 +1,4 @@
-"Tests of robust_labels.tune: search spaces, bad input before training, redaction, resume after SIGKILL, two workers."
+"Tests of robust_labels.tune (and the study it runs on): spaces, bad input before training, resume after SIGKILL, two workers."
 import json, os, signal, subprocess, sys, textwrap, time
 
 import optuna
@@ -6,9 +6,22 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from optuna.trial import TrialState
 
+import robust_labels.setup as rsetup
+import robust_labels.study as rs
 import robust_labels.tune as rt
-from robust_labels.tune import (ObjectiveConfig, best_config, export_best, open_study, pruning_summary, redact_url,
-                                search_space, tune)
+from robust_labels.config import RunConfig
+from robust_labels.study import default_study_name, open_study
+from robust_labels.tune import best_config, best_record, search_space, tune, tuning_space
+
+
+def study_config(space=None, **kw):
+    "A study's configuration as tune used to default it (SPIDER labels, augmented validation)."
+    return RunConfig(**{'labels': 'spider', 'val': 'augmented', **kw}), space
+
+
+def name_of(config):
+    cfg, space = config
+    return default_study_name(cfg, tuning_space(cfg, space))
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
@@ -19,13 +32,20 @@ DEADLINE = 300   # seconds: generous, for a loaded 2-core machine; no assertion 
 WORKER = textwrap.dedent('''
     import json, pathlib, sys, time, torch
     torch.set_num_threads(1)
-    from robust_labels.tune import ObjectiveConfig, tune
+    from robust_labels.config import RunConfig
+    from robust_labels.tune import tune
     a = json.loads(sys.argv[1]); go, ready = a.pop('go', None), a.pop('ready', None)
     if go:
         pathlib.Path(ready).touch()
         while not pathlib.Path(go).exists(): time.sleep(0.02)
-    tune(ObjectiveConfig(**a.pop('config')), progress=False, **a)
+    tune(RunConfig(**{'labels': 'spider', 'val': 'augmented', **a.pop('config')}), progress=False, **a)
 ''')
+
+
+def tune_(config, *args, **kwargs):
+    "`tune` of a `study_config(...)` pair."
+    cfg, space = config
+    return tune(cfg, *args, space=space, **kwargs)
 
 
 def start_worker(**kwargs):
@@ -51,7 +71,7 @@ def wait_for(cond, procs=(), what=''):
 def no_training(monkeypatch):
     "Fail the test if anything starts training."
     def boom(*a, **k): raise AssertionError("training started")
-    monkeypatch.setattr(rt, 'fit', boom)
+    monkeypatch.setattr(rsetup, 'fit', boom)
 
 
 # --- search spaces --------------------------------------------------------------------------------------------------
@@ -62,8 +82,7 @@ def test_paper_spaces():
     assert tiny['tau'] == (0.0, 30.0) and tiny['xi'] == (0.0, 1 - 1 / 200)
     assert search_space('vs-alpha', 'vs', 100) == {'alpha': [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], 'num_virtual': 100}
     assert search_space('vs-v-cifar100', 'vs', 100) == {'alpha': 0.8, 'num_virtual': [10, 50, 100, 150, 200]}
-    assert ObjectiveConfig(dataset='cifar100').search_space()['xi'] == (0.0, 0.99)
-    assert rt.PAPER_TRIALS['cifar10'] == 30 and rt.PAPER_TRIALS['tinyimagenet'] == 15
+    assert tuning_space(RunConfig(dataset='cifar100', labels='spider'))['xi'] == (0.0, 0.99)
 
 
 @settings(max_examples=50, deadline=None)
@@ -73,21 +92,6 @@ def test_ranges_are_accepted_iff_nonempty(lo, hi, c):
     if lo < hi: assert search_space(space, 'spider', c)['tau'] == (lo, hi)
     else:
         with pytest.raises(ValueError, match='empty or inverted'): search_space(space, 'spider', c)
-
-
-def test_sampler_seeds_per_trial():
-    "Draws depend on (seed, trial number) only: two samplers agree, and a restarted worker does not replay trial 0."
-    def draws(seed, first, n):
-        study = optuna.create_study(sampler=rt.make_sampler('tpe', seed=seed), direction='maximize')
-        for _ in range(first): study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
-        out = []
-        for _ in range(n):
-            t = study.ask(); x = t.suggest_float('tau', 0, 20); study.tell(t, state=TrialState.FAIL); out.append(x)
-        return out
-    a, b = draws(0, 0, 4), draws(0, 0, 4)
-    assert a == b and len(set(a)) == 4
-    assert draws(0, 2, 2) == a[2:]                  # trial 2 draws the same whether or not this process ran 0 and 1
-    assert draws(1, 0, 4) != a
 
 
 # --- bad input: a clear error before any training ---------------------------------------------------------------------
@@ -104,82 +108,76 @@ def test_sampler_seeds_per_trial():
     ('vs-alpha', "is for 'vs' labels"),
 ])
 def test_bad_spaces(space, message, no_training):
-    with pytest.raises(ValueError) as e: ObjectiveConfig(space=space)
+    with pytest.raises(ValueError) as e: tuning_space(*study_config(space=space))
     assert message in str(e.value)
 
 
 @pytest.mark.parametrize('n', [0, -3])
 def test_bad_n_trials(n, tmp_path, no_training):
-    with pytest.raises(ValueError, match=r'n_trials must be an integer in \[1, inf\)'): tune(ObjectiveConfig(), n, storage=tmp_path/'s.journal')
-    with pytest.raises(TypeError, match='n_trials must be an integer'): tune(ObjectiveConfig(), 2.0, storage=tmp_path/'s.journal')
-    with pytest.raises(ValueError, match='at most 9'): tune(ObjectiveConfig(labels='vs', space='vs-alpha'), 10, storage=tmp_path/'s.journal')
+    with pytest.raises(ValueError, match=r'n_trials must be an integer in \[1, inf\)'): tune_(study_config(), n, storage=tmp_path/'s.journal')
+    with pytest.raises(TypeError, match='n_trials must be an integer'): tune_(study_config(), 2.0, storage=tmp_path/'s.journal')
+    with pytest.raises(ValueError, match='at most 9'): tune_(study_config(labels='vs', space='vs-alpha'), 10, storage=tmp_path/'s.journal')
     assert not (tmp_path/'s.journal').exists()
 
 
 @pytest.mark.parametrize('url', ['postgresql://alice:pa55word@127.0.0.1:9/studies', 'mysql://alice:pa55word@127.0.0.1:9/db',
                                  'sqlite://alice:pa55word@/x.db', 'nosuchdb://alice:pa55word@host/db'])
 def test_unreachable_storage_is_redacted(url, no_training):
-    with pytest.raises(ValueError) as e: tune(ObjectiveConfig(), 2, storage=url)
+    with pytest.raises(ValueError) as e: tune_(study_config(), 2, storage=url)
     assert 'pa55word' not in str(e.value) and 'unreachable' in str(e.value) and 'alice:***@' in str(e.value)
 
 
 def test_missing_sqlite_folder(tmp_path, no_training):
-    with pytest.raises(ValueError, match='unreachable'): tune(ObjectiveConfig(), 2, storage=f'sqlite:///{tmp_path}/no/such/s.db')
-
-
-def test_redact_url():
-    assert redact_url('postgresql+psycopg2://u:p%40ss:w@db:5432/x') == 'postgresql+psycopg2://u:***@db:5432/x'
-    assert redact_url('postgresql://db/x?user=u&password=secret') == 'postgresql://db/x?user=u&password=***'
-    assert redact_url('/a/journal/file.journal') == '/a/journal/file.journal'
+    with pytest.raises(ValueError, match='unreachable'): tune_(study_config(), 2, storage=f'sqlite:///{tmp_path}/no/such/s.db')
 
 
 def test_study_with_another_space_is_refused(tmp_path, no_training):
-    path, a = tmp_path/'s.journal', ObjectiveConfig(epochs=2)
-    open_study(a, path, 'mine')
+    path, a = tmp_path/'s.journal', study_config(epochs=2)
+    open_study(a[0], tuning_space(*a), path, 'mine')
     with pytest.raises(ValueError, match='different search space'):
-        tune(ObjectiveConfig(epochs=2, space={'tau': (0.0, 1.0), 'xi': (0.0, 0.5)}), 3, storage=path, study_name='mine')
+        tune_(study_config(epochs=2, space={'tau': (0.0, 1.0), 'xi': (0.0, 0.5)}), 3, storage=path, study_name='mine')
     with pytest.raises(ValueError, match='different configuration: augment'):
-        tune(ObjectiveConfig(epochs=2, augment='none'), 3, storage=path, study_name='mine')
-    other = optuna.create_study(storage=rt.open_storage(path), study_name='plain', direction='maximize')
+        tune_(study_config(epochs=2, augment='none'), 3, storage=path, study_name='mine')
+    other = optuna.create_study(storage=rs.open_storage(path), study_name='plain', direction='maximize')
     other.add_trial(optuna.trial.create_trial(value=1.0))
-    with pytest.raises(ValueError, match='did not make'): tune(a, 3, storage=path, study_name='plain')
+    with pytest.raises(ValueError, match='did not make'): tune_(a, 3, storage=path, study_name='plain')
     assert len(journal_trials(path, 'mine')) == 0
 
 
 def test_workers_need_a_shared_storage(no_training):
     with pytest.raises(ValueError, match='other processes can open'):
-        tune(ObjectiveConfig(), 2, storage=optuna.storages.InMemoryStorage(), workers=2)
+        tune_(study_config(), 2, storage=optuna.storages.InMemoryStorage(), workers=2)
 
 
 # --- a small study in this process --------------------------------------------------------------------------------------
 
 def test_small_study_best_and_export(tmp_path):
     url = f'sqlite:///{tmp_path}/studies.db'
-    study = tune(ObjectiveConfig(epochs=2), 3, storage=url, pruner='none', progress=False)
+    study = tune_(study_config(epochs=2), 3, storage=url, pruner='none', progress=False)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
     best = best_config(study)
     assert set(best) == {'tau', 'xi'} and all(type(v) is float for v in best.values())
     assert 0 <= best['tau'] <= 3 and 0 <= best['xi'] <= 0.9
     assert best == {k: study.best_trial.params[k] for k in best}
-    rec = export_best(study, tmp_path/'best.json')
-    text = (tmp_path/'best.json').read_text()
+    rec = best_record(study)
+    text = json.dumps(rec)
     assert json.loads(text)['params'] == best and rec['best_trial'] == study.best_trial.number
-    assert str(tmp_path) not in text and 'sqlite' not in text       # the storage is never written
-    s = pruning_summary(study)
-    assert s['trials'] == 3 and s['pruned'] == 0
-    assert s['speed_gain'] == pytest.approx(1.0) and s['equivalent_trials'] == pytest.approx(3.0)
-    again = tune(ObjectiveConfig(epochs=2), 3, storage=url, pruner='none', progress=False)   # complete: nothing runs
+    assert str(tmp_path) not in text and 'sqlite' not in text       # the storage is never in the record
+    assert rec['pruning'] is None and best_record(study, pruning={'trials': 3})['pruning'] == {'trials': 3}
+    assert not list(tmp_path.glob('*.json'))                        # tune writes no files
+    again = tune_(study_config(epochs=2), 3, storage=url, pruner='none', progress=False)   # complete: nothing runs
     assert len(again.trials) == 3
 
 
 def test_surplus_trial_retires_before_training(tmp_path, monkeypatch):
     "A trial that finds n_trials finished-or-running trials ahead of it fails at once, marked surplus, without training."
-    study = open_study(ObjectiveConfig(epochs=1), tmp_path/'s.journal', 'race')
+    cfg, _ = study_config(epochs=1)
+    study = open_study(cfg, tuning_space(cfg), tmp_path/'s.journal', 'race')
     for _ in range(2):
         t = study.ask(); t.set_user_attr('worker', rt.worker_info())     # two trials running in a live process
-    obj = rt.Objective(ObjectiveConfig(epochs=1), n_trials=2, study_name='race')
-    monkeypatch.setattr(rt, 'fit', lambda *a, **k: pytest.fail("training started"))
-    with rt._quiet_optuna(), pytest.raises(rt._SurplusTrial): study.optimize(obj, n_trials=1)
+    obj = rt.Objective(cfg, n_trials=2, study_name='race')
+    monkeypatch.setattr(rsetup, 'fit', lambda *a, **k: pytest.fail("training started"))
+    with rs.quiet_optuna(), pytest.raises(rt._SurplusTrial): study.optimize(obj, n_trials=1)
     last = study.trials[-1]
     assert last.state == TrialState.FAIL and last.user_attrs['surplus'] and not last.params
 
@@ -188,7 +186,7 @@ def test_surplus_trial_retires_before_training(tmp_path, monkeypatch):
 
 def test_killed_worker_is_failed_retried_and_the_study_completes(tmp_path):
     cfg, n = dict(epochs=4, seed=3), 4
-    path, ck, name = tmp_path/'s.journal', tmp_path/'ck', ObjectiveConfig(**dict(epochs=4, seed=3)).study_name
+    path, ck, name = tmp_path/'s.journal', tmp_path/'ck', name_of(study_config(**dict(epochs=4, seed=3)))
     p = start_worker(config=cfg, n_trials=n, storage=str(path), pruner='none', checkpoint_dir=str(ck))
 
     def mid_trial():   # two trials finished, and a third has reported at least one epoch
@@ -205,7 +203,7 @@ def test_killed_worker_is_failed_retried_and_the_study_completes(tmp_path):
     assert len(before) >= 2 and len(dead) == 1
     dead = dead[0]
 
-    study = tune(ObjectiveConfig(**cfg), n, storage=path, pruner='none', checkpoint_dir=ck, progress=False)
+    study = tune_(study_config(**cfg), n, storage=path, pruner='none', checkpoint_dir=ck, progress=False)
     trials = {t.number: t for t in study.trials}
     for num, (state, value, params, steps) in before.items():       # no finished trial lost or changed
         assert (trials[num].state, trials[num].value, trials[num].params, trials[num].intermediate_values) == (state, value, params, steps)
@@ -215,12 +213,12 @@ def test_killed_worker_is_failed_retried_and_the_study_completes(tmp_path):
     assert retry[0].user_attrs.get('resumed_from', 0) >= max(1, len(dead.intermediate_values))   # continued from its checkpoint
     assert sum(t.state in COUNTED for t in study.trials) == n
     assert not list(ck.rglob('*.pt'))                                # finished trials leave no checkpoints
-    assert rt.recover_trials(study) == []
+    assert rs.recover_trials(study) == []
 
 
 def test_two_workers_share_one_journal(tmp_path):
     cfg, n = dict(epochs=3, seed=5), 8
-    path, go, name = tmp_path/'s.journal', tmp_path/'go', ObjectiveConfig(**dict(epochs=3, seed=5)).study_name
+    path, go, name = tmp_path/'s.journal', tmp_path/'go', name_of(study_config(**dict(epochs=3, seed=5)))
     ready = [tmp_path/f'ready{i}' for i in range(2)]
     ps = [start_worker(config=cfg, n_trials=n, storage=str(path), pruner='none', go=str(go), ready=str(r)) for r in ready]
     try:
@@ -245,3 +243,15 @@ def test_cli_tune_with_two_workers(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.split('best trial:')[0])
     assert out['pruning']['trials'] == 3 and set(out['params']) == {'tau', 'xi'}
     assert json.loads((tmp_path/'best.json').read_text())['best_trial'] == out['best_trial']
+
+
+def test_a_trial_trains_what_fit_config_trains():
+    "One wiring: a trial's value is the best validation accuracy of `fit_config` on the configuration with its params."
+    from robust_labels.setup import fit_config, validation_set
+    cfg = RunConfig(labels='spider', val='augmented', epochs=2, seed=2)
+    study = optuna.create_study(direction='maximize')
+    with rs.quiet_optuna(): study.optimize(rt.Objective(cfg), n_trials=1)
+    t = study.trials[0]
+    _, res = fit_config(cfg.replace(**t.params), val_data=validation_set(cfg, seed=cfg.seed), device='cpu')
+    assert t.value == 100 * res.best_val_acc
+    assert [100 * r['val_acc'] for r in res.history] == [t.intermediate_values[e] for e in (1, 2)]

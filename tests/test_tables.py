@@ -1,13 +1,12 @@
-"Tests of robust_labels.report: SPIDER's twin runs, the paper's numbers beside ours, and verdicts read off both."
+"Tests of robust_labels.tables: summaries, the paper's numbers beside ours, and verdicts read off both."
 import itertools
 
 import pandas as pd
 import pytest
 
-from robust_labels.report import (ABLATION, agreement, ours_vs_paper, read_claims, spider_ablation, spider_twins,
-                                  thickness_table, with_paper, with_spider)
-from robust_labels.runs import RunConfig, compare_best, summarize, tally
-
+from robust_labels.tables import (agreement, compare_best, load_results, ours_vs_paper, paper_table, read_claims,
+                                  records_frame, summarize, tally, to_markdown, with_paper)
+from robust_labels.core import atomic_write_json
 
 def _summary(seed_rows):
     "A summary of fake runs: (dataset, augment, labels, tau) x seeds, with an error and an accuracy."
@@ -25,37 +24,34 @@ def summary():
     return _summary(rows)
 
 
-def test_twins_are_the_runs_the_notebooks_built_by_hand():
-    spider = {'digits': {'standard': [0.5, 0.6], 'augmix': [3, 0.4]}}
-    bases = [RunConfig(augment=a, seed=s, epochs=2) for a in ('standard', 'augmix') for s in (0, 1)]
-    by_hand = [c for b in bases for c in (b, RunConfig(augment=b.augment, seed=b.seed, epochs=2, labels='spider',
-                                                       tau=float(spider['digits'][b.augment][0]),
-                                                       xi=float(spider['digits'][b.augment][1])))]
-    twins = spider_twins(bases, spider)
-    assert twins == by_hand and [c.run_id for c in twins] == [c.run_id for c in by_hand]
-    with pytest.raises(ValueError, match=r"\['digits', 'pixmix'\]"):
-        with_spider(RunConfig(augment='pixmix'), spider)
-    with pytest.raises(ValueError, match='must be 2 numbers'):
-        spider_twins(bases, {'digits': {'standard': 'TUNE', 'augmix': [3, 0.4]}})
+def test_compare_best_directions():
+    s = pd.DataFrame(dict(labels=['onehot', 'vs', 'ls'], alpha=[0.0, 0.4, 0.4], accuracy_mean=[90.0, 92.0, 89.0],
+                          accuracy_std=[0.5, 0.5, 0.5]))
+    c = compare_best(s, 'accuracy').set_index('labels')
+    assert c.loc['vs', 'better'] and c.loc['vs', 'beyond_std'] and not c.loc['ls', 'better']
+    with pytest.raises(ValueError, match="baseline 'oh' has no rows"):
+        compare_best(s, 'accuracy', baseline='oh')
 
 
-def test_ablation_groups_match_the_loop_they_replace():
-    base, seeds = RunConfig(epochs=2, val='augmented'), [0, 3]
-    spider, nols, alpha, mixup = {'standard': [0.5, 0.6], 'pixmix': [2, 0.1]}, {'standard': 0.5, 'pixmix': 1}, \
-        {'standard': 0.1, 'pixmix': 0.3}, {'pixmix': 'mixup'}
-    expected = {}
-    for b in ['standard', 'pixmix']:
-        tau, xi = map(float, spider[b])
-        expected['Baseline', b] = [base.replace(augment=b, seed=s) for s in seeds]
-        expected['SPIDER', b] = [c.replace(labels='spider', tau=tau, xi=xi) for c in expected['Baseline', b]]
-        expected['No LS', b] = [c.replace(labels='spider-nols', tau=float(nols[b])) for c in expected['SPIDER', b]]
-        expected['STD LS', b] = [c.replace(labels='ls', alpha=float(alpha[b])) for c in expected['Baseline', b]]
-        if mixup.get(b): expected['Mixup', b] = [c.replace(augment=mixup[b]) for c in expected['Baseline', b]]
-    got = spider_ablation(base, ['standard', 'pixmix'], seeds, spider, nols, alpha, mixup)
-    assert list(got) == list(expected) and got == expected
-    assert {m for m, _ in got} == set(ABLATION)
-    with pytest.raises(ValueError, match=r"\('ls_alpha', 'pixmix'\)"):
-        spider_ablation(base, ['standard', 'pixmix'], seeds, spider, nols, {'standard': 0.1, 'pixmix': None})
+def test_records_summary_and_markdown(tmp_path):
+    "Copied from test_runs' table part, on fake result files instead of trained runs."
+    for i, (lab, a, s, acc) in enumerate([('onehot', 0.0, 0, 90.0), ('onehot', 0.0, 1, 91.0), ('vs', 0.5, 0, 93.0),
+                                         ('vs', 0.5, 1, 92.0)]):
+        atomic_write_json(tmp_path / 'runs' / f'{i}.json', dict(config=dict(labels=lab, alpha=a, seed=s),
+                                                                  metrics=dict(accuracy=acc)))
+    df = load_results(tmp_path)
+    assert len(df) == 4
+    s = summarize(df, ['labels', 'alpha'], ['accuracy'])
+    assert list(s['runs']) == [2, 2]
+    md = to_markdown(s)
+    assert md.count('\n') == 4 and md.startswith('| labels | alpha |')
+
+
+def test_paper_numbers():
+    t13 = paper_table('vs_table13')
+    assert t13.query("dataset == 'cifar10' and model == 'resnet18' and alpha == 0.5").accuracy.item() == 95.3
+    with pytest.raises(ValueError, match='name must be a table with reference numbers'):
+        paper_table('nope')
 
 
 def test_read_claims_equals_the_groupby_apply_pipeline(summary):
@@ -102,14 +98,3 @@ def test_tally_counts_cases_and_each_verdict():
     t = tally(claims, 'metric')
     assert t.values.tolist() == [['b', 3, 2, 1], ['a', 1, 0, 0]]
     assert tally(claims, ['metric'], ['beyond_std'], total='n').columns.tolist() == ['metric', 'n', 'beyond_std']
-
-
-def test_paper_columns_sit_beside_ours_and_missing_ones_are_named():
-    ours = pd.DataFrame(dict(model=['cnn', 'wrn'], labels='spider', runs=1, thickness_1_mean=[0.3, 0.4], thickness_1_std=0.0,
-                             thickness_1_std_mean=[0.05, 0.06], accuracy_mean=[90.0, 91.0], accuracy_std=0.0))
-    paper = pd.DataFrame(dict(model=['wrn'], labels='spider', thickness_1=[1.9], thickness_1_std=[0.04]))
-    t = thickness_table(ours, paper, ['model', 'labels'], ['model', 'labels'], bands=['thickness_1'])
-    assert t['paper_thickness_1'].isna().tolist() == [True, False] and t['paper_thickness_1_std'].iloc[1] == 0.04
-    assert t['thickness_1 batch std'].tolist() == [0.05, 0.06] and t['accuracy'].tolist() == ['90.00 ± 0.00', '91.00 ± 0.00']
-    with pytest.raises(ValueError, match=r"missing \['accuracy', 'accuracy_std'\]"):
-        with_paper(ours, paper, ['model', 'labels'], ['thickness_1', 'accuracy'])

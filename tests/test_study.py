@@ -1,0 +1,67 @@
+"Tests of robust_labels.study: per-trial seeds, redaction, identity of a study, dead workers' trials."
+import socket, subprocess, sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import robust_labels.study as rs
+from robust_labels.config import RunConfig
+from robust_labels.study import default_study_name, open_study, redact_url, study_identity
+
+SPACE = {'tau': (0.0, 3.0), 'xi': (0.0, 0.9)}
+
+
+def test_sampler_seeds_per_trial():
+    "Draws depend on (seed, trial number) only: two samplers agree, and a restarted worker does not replay trial 0."
+    def draws(seed, first, n):
+        study = optuna.create_study(sampler=rs.make_sampler('tpe', seed=seed), direction='maximize')
+        for _ in range(first): study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+        out = []
+        for _ in range(n):
+            t = study.ask(); x = t.suggest_float('tau', 0, 20); study.tell(t, state=TrialState.FAIL); out.append(x)
+        return out
+    a, b = draws(0, 0, 4), draws(0, 0, 4)
+    assert a == b and len(set(a)) == 4
+    assert draws(0, 2, 2) == a[2:]                  # trial 2 draws the same whether or not this process ran 0 and 1
+    assert draws(1, 0, 4) != a
+
+
+def test_redact_url():
+    assert redact_url('postgresql+psycopg2://u:p%40ss:w@db:5432/x') == 'postgresql+psycopg2://u:***@db:5432/x'
+    assert redact_url('postgresql://db/x?user=u&password=secret') == 'postgresql://db/x?user=u&password=***'
+    assert redact_url('/a/journal/file.journal') == '/a/journal/file.journal'
+
+
+def test_identity_is_the_one_tune_always_stored():
+    "Study names (and the identity a study stores) are those ObjectiveConfig gave, so existing journals still open."
+    cfg = RunConfig(labels='spider', val='augmented')
+    assert default_study_name(cfg, SPACE) == 'spider-digits-cnn-308d2ad46f'
+    assert default_study_name(cfg.replace(epochs=2), SPACE) == 'spider-digits-cnn-7f33a0294d'
+    ident = study_identity(cfg, SPACE)['config']
+    assert set(ident) == {'dataset', 'model', 'labels', 'space', 'augment', 'recipe', 'epochs', 'lr', 'batch_size',
+                          'validation', 'seed'}
+    assert study_identity(cfg.replace(tau=2.0, xi=0.1), SPACE)['config'] == ident   # trials set these
+    assert study_identity(cfg.replace(regime='at'), SPACE)['config']['regime'] == 'at'
+
+
+def test_open_study_refuses_another_configuration(tmp_path):
+    cfg = RunConfig(labels='spider', val='augmented', epochs=2)
+    open_study(cfg, SPACE, tmp_path / 's.journal', 'mine')
+    with pytest.raises(ValueError, match='different configuration: validation'):
+        open_study(cfg.replace(val='clean'), SPACE, tmp_path / 's.journal', 'mine')
+    with pytest.raises(TypeError, match='config must be a RunConfig'):
+        open_study(dict(labels='spider'), SPACE, tmp_path / 's.journal', 'mine')
+
+
+def test_dead_worker_trial_is_retried_once():
+    p = subprocess.Popen([sys.executable, '-c', 'pass'])
+    p.wait()
+    study = optuna.create_study(direction='maximize')
+    t = study.ask()
+    t.suggest_float('tau', 0, 3)
+    t.set_user_attr('worker', dict(host=socket.gethostname(), pid=p.pid, start=None))
+    assert rs.recover_trials(study) == [0]
+    assert [u.state for u in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert study.trials[1].params == study.trials[0].params and rs.recover_trials(study) == []
+    assert rs.retry_trial(study, study.trials[0], max_retry=0) is False
