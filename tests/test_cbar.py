@@ -1,25 +1,14 @@
 "Tests of robust_labels.cbar: the CIFAR-10-C-bar corruptions and the augmented validation set."
 import pytest
 import torch
-import torch.nn.functional as F
 
 import robust_labels.cbar as rcb
 from robust_labels.cbar import CBAR_CORRUPTIONS, augmented_validation, cbar_corrupt
 from robust_labels.core import make_generator
+from images import digits, smooth_images
 
 torch.set_num_threads(1)
 SEVERITIES = range(1, 6)
-
-
-def smooth_images(n=4, size=32, channels=3, seed=0):
-    "Smooth random images (bicubic up-sampled noise): closer to natural images than white noise."
-    z = torch.rand(n, channels, max(2, size // 4), max(2, size // 4), generator=make_generator(seed))
-    return F.interpolate(z, size=size, mode='bicubic', align_corners=False).clamp(0, 1)
-
-
-def digits(n=6):
-    from sklearn.datasets import load_digits
-    return torch.tensor(load_digits().images[:n] / 16, dtype=torch.float32)[:, None]
 
 
 # ---------------------------------------------------------------- CIFAR-10-C-bar and the augmented validation set

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 import robust_labels.corruption_sets as rcs
 import robust_labels.corruptions as rc
 from robust_labels.core import make_generator
+from images import digits, smooth_images
 from robust_labels.corruption_sets import (ALEXNET_ERRORS, CorruptionSet, ImageFolderCorruptionSet, corruption_errors,
                                            download_corrupted, load_corrupted, make_corrupted, mce)
 from robust_labels.corruptions import CORRUPTIONS, corrupt
@@ -17,12 +17,6 @@ from robust_labels.data import file_md5
 
 torch.set_num_threads(1)
 SEVERITIES = range(1, 6)
-
-
-def smooth_images(n=4, size=32, channels=3, seed=0):
-    "Smooth random images (bicubic up-sampled noise): closer to natural images than white noise."
-    z = torch.rand(n, channels, max(2, size // 4), max(2, size // 4), generator=make_generator(seed))
-    return F.interpolate(z, size=size, mode='bicubic', align_corners=False).clamp(0, 1)
 
 
 # ---------------------------------------------------------------- make_corrupted and the cache

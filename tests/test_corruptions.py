@@ -4,28 +4,17 @@ import io
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import robust_labels.corruptions as rc
 from robust_labels.core import make_generator
+from images import digits, smooth_images
 from robust_labels.corruptions import CORRUPTIONS, corrupt, corruption_profile
 
 torch.set_num_threads(1)
 SEVERITIES = range(1, 6)
 # Corruptions whose reference constants do not order the pixel change by severity (see the notebook).
 UNORDERED = {'elastic_transform', 'frost', 'glass_blur'}
-
-
-def smooth_images(n=4, size=32, channels=3, seed=0):
-    "Smooth random images (bicubic up-sampled noise): closer to natural images than white noise."
-    z = torch.rand(n, channels, max(2, size // 4), max(2, size // 4), generator=make_generator(seed))
-    return F.interpolate(z, size=size, mode='bicubic', align_corners=False).clamp(0, 1)
-
-
-def digits(n=6):
-    from sklearn.datasets import load_digits
-    return torch.tensor(load_digits().images[:n] / 16, dtype=torch.float32)[:, None]
 
 
 # ---------------------------------------------------------------- the 15 corruptions
