@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 from .core import check_batch, check_choice, check_int, check_labels, check_range
 from .core import make_generator
 from .labels import real_logits
-from .perturb import _per_sample, ball_noise, flat_norm
+from .perturb import _per_sample, _unit_directions, ball_noise, flat_norm
 
 # %% auto #0
-__all__ = ['LOSSES', 'NORMS', 'AA_NORMS', 'ATTACKS', 'eval_mode', 'model_device', 'looks_like_probabilities', 'check_logits',
-           'cw_margin', 'check_threat', 'random_init', 'pgd', 'cw', 'AttackConfig', 'get_attack',
-           'robust_accuracy_header', 'robust_accuracy', 'decision_logits', 'RealLogits', 'RealDecision',
-           'AutoAttackPlus', 'autoattack']
+__all__ = ['LOSSES', 'NORMS', 'STARTS', 'AA_NORMS', 'AA_PROTOCOLS', 'ATTACKS', 'eval_mode', 'model_device',
+           'looks_like_probabilities', 'check_logits', 'cw_margin', 'check_threat', 'random_init', 'pgd', 'cw',
+           'AttackConfig', 'get_attack', 'robust_accuracy_header', 'robust_accuracy', 'decision_logits', 'RealLogits',
+           'RealDecision', 'AutoAttackPlus', 'autoattack']
 
 # %% ../nbs/07_attacks.ipynb #7ff26fd0
 @contextmanager
@@ -79,33 +79,43 @@ LOSSES = {'ce': _cross_entropy, 'cw': cw_margin}
 # %% ../nbs/07_attacks.ipynb #7d0110c8
 NORMS = ('linf', 'l2')
 
-def check_threat(norm:str, eps:float, step:float, steps:int):
-    "Validate a PGD setting; return it with `norm` in lower case."
+def check_threat(norm:str, eps:float, step:float, steps:int, pixels:bool=True):
+    "Validate a PGD setting; return it with `norm` in lower case (an Linf `eps` above 1 only outside [0, 1] pixels)."
     norm = check_choice('norm', norm.lower() if isinstance(norm, str) else norm, NORMS)
-    eps = check_range('eps', eps, 0, 1 if norm == 'linf' else None)
+    eps = check_range('eps', eps, 0, 1 if norm == 'linf' and pixels else None)
     return norm, eps, check_range('step', step, 0, lo_open=True), check_int('steps', steps, 1)
 
 # %% ../nbs/07_attacks.ipynb #189033ba
-def random_init(x:torch.Tensor, norm:str, eps:float, generator:torch.Generator|None=None) -> torch.Tensor:
-    "A random point of the threat model around `x`, inside [0, 1]: uniform in the Linf cube or in the L2 ball."
+STARTS = ('ball', 'radius')   # uniform in the ball (ours) / L2 radius uniform in [0, eps] (torchattacks' PGDL2)
+
+def random_init(x:torch.Tensor, norm:str, eps:float, generator:torch.Generator|None=None,
+                how:str='ball', # 'ball': uniform in the Linf cube or L2 ball; 'radius': L2 radius uniform in [0, eps]
+                bounds:tuple|None=(0., 1.) # the input space's box (None: unbounded)
+               ) -> torch.Tensor:
+    "A random point of the threat model around `x`: uniform in the Linf cube, or in the L2 ball (`how` says how)."
     if norm == 'linf':
         delta = (2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1) * eps
+    elif how == 'radius':
+        r = eps * torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+        delta = _unit_directions(x, generator) * _per_sample(r, x)
     else: delta = ball_noise(x, eps, generator)
-    return (x + delta).clamp(0, 1)
+    return (x + delta).clamp(*bounds) if bounds is not None else x + delta
 
 # %% ../nbs/07_attacks.ipynb #e1d36f8e
 def _linf_step(x_adv, grad, lo, hi, step):
-    "Ascent by `step * sign(grad)`, then projection on the box `[lo, hi]` (the Linf ball within [0, 1])."
-    return torch.clamp(x_adv + step * grad.sign(), lo, hi)
+    "Ascent by `step * sign(grad)`, then projection on the box `[lo, hi]`, in place on `x_adv` (and `grad`)."
+    return x_adv.add_(grad.sign_(), alpha=step).clamp_(lo, hi)
 
 # %% ../nbs/07_attacks.ipynb #acbb71f0
-def _l2_step(x_adv, grad, x, eps, step):
-    "Ascent by `step` along the normalised gradient, projection on the L2 ball of radius `eps`, clipping to [0, 1]."
+def _l2_step(x_adv, grad, x, eps, step, bounds=(0., 1.)):
+    "Step `step` along the normalised gradient, project on the L2 ball of radius `eps`, clip to `bounds`; in place."
     tiny = torch.finfo(x.dtype).tiny
-    delta = x_adv + step * grad / _per_sample(flat_norm(grad).clamp_min(tiny), x) - x
+    length = _per_sample(flat_norm(grad).clamp_min(tiny), x)
+    delta = x_adv.add_(grad.mul_(step).div_(length)).sub_(x)
     norm = flat_norm(delta)
     scale = torch.where(norm > eps, eps / norm.clamp_min(tiny), torch.ones_like(norm))
-    return (x + delta * _per_sample(scale, x)).clamp(0, 1)
+    delta = delta.mul_(_per_sample(scale, x)).add_(x)
+    return delta.clamp_(*bounds) if bounds is not None else delta
 
 # %% ../nbs/07_attacks.ipynb #b0f6587b
 def _check_y(y, x, soft_ok:bool):
@@ -128,6 +138,23 @@ def _check_targets(y, n:int):
         return y
     return check_labels(y, n)
 
+# %% ../nbs/07_attacks.ipynb #58460a31
+def _check_bounds(bounds) -> tuple|None:
+    "`bounds` as a pair of floats `lo < hi`, or None (no box)."
+    if bounds is None: return None
+    try: lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (lo, hi) or None, got {bounds!r}") from None
+    if not lo < hi: raise ValueError(f"bounds must have lo < hi, got {bounds!r}")
+    return lo, hi
+
+# %% ../nbs/07_attacks.ipynb #e4e1c3c3
+def _check_start(random_start) -> str|None:
+    "`random_start` as 'ball', 'radius' or None (no random start)."
+    if random_start is True: return 'ball'
+    if random_start is False or random_start is None: return None
+    return check_choice('random_start', random_start, STARTS)
+
 # %% ../nbs/07_attacks.ipynb #8116fb68
 def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
         x:torch.Tensor, # clean batch `(N, ...)` in [0, 1]
@@ -136,21 +163,28 @@ def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
         eps:float, # radius of the ball
         step:float, # absolute step size (not relative to eps)
         steps:int, # number of gradient steps
-        random_start:bool=True, # start from a uniform point of the ball (else from x)
+        random_start:bool|str=True, # True/'ball': uniform in the ball; 'radius': L2 radius U[0, eps]; False: x
         targeted:bool=False, # move toward class `y` instead of away from it
         num_classes:int|None=None, # loss on the first `num_classes` logits only (VS models)
         loss:str|Callable='ce', # 'ce', 'cw', or `f(logits, y) -> per-sample loss`
-        generator:torch.Generator|None=None # on x's device, for the random start
+        generator:torch.Generator|None=None, # on x's device, for the random start
+        bounds:tuple|None=(0., 1.) # the input space's box (lo, hi) x and the iterates stay in; None: unbounded
        ) -> torch.Tensor:
     "Projected gradient descent (Madry et al. 2018) in the L2 or Linf ball, batched; returns the adversarial batch in [0, 1]."
-    norm, eps, step, steps = check_threat(norm, eps, step, steps)
-    x = check_batch(x, 'x', unit=True).detach()
+    pixels = bounds is not None and tuple(bounds) == (0., 1.)
+    norm, eps, step, steps = check_threat(norm, eps, step, steps, pixels)
+    start = _check_start(random_start)
+    bounds = _check_bounds(bounds)
+    x = check_batch(x, 'x', unit=pixels).detach()
+    if bounds and not pixels and x.numel() and (float(x.min()) < bounds[0] or float(x.max()) > bounds[1]):
+        raise ValueError(f"x must lie in bounds {bounds}, got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
     custom = callable(loss)
     loss_fn = loss if custom else LOSSES[check_choice('loss', loss, LOSSES)]
     y = _check_y(y, x, soft_ok=custom or (loss == 'ce' and not targeted))
-    sign = -1. if targeted else 1.
-    if norm == 'linf': lo, hi = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
-    x_adv = random_init(x, norm, eps, generator) if random_start else x.clone()
+    if loss == 'ce': loss_fn = partial(F.cross_entropy, reduction='sum')    # the same gradient, one reduction less
+    if norm == 'linf':
+        lo, hi = ((x - eps).clamp_(min=bounds[0]), (x + eps).clamp_(max=bounds[1])) if bounds else (x - eps, x + eps)
+    x_adv = random_init(x, norm, eps, generator, start, bounds) if start else x.clone()
     with eval_mode(model), torch.enable_grad():
         for i in range(steps):
             x_adv.requires_grad_(True)
@@ -159,10 +193,13 @@ def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
                 n = check_logits(logits, num_classes)
                 if not custom: y = _check_targets(y, n)
             if num_classes is not None: logits = logits[:, :num_classes]
-            grad, = torch.autograd.grad(sign * loss_fn(logits, y).sum(), x_adv)
+            objective = loss_fn(logits, y).sum()
+            grad, = torch.autograd.grad(-objective if targeted else objective, x_adv)
+            x_adv = x_adv.detach()
             with torch.no_grad():
-                x_adv = _linf_step(x_adv, grad, lo, hi, step) if norm == 'linf' else _l2_step(x_adv, grad, x, eps, step)
-    return x_adv.detach()
+                if norm == 'linf': _linf_step(x_adv, grad, lo, hi, step)
+                else: _l2_step(x_adv, grad, x, eps, step, bounds)
+    return x_adv
 
 # %% ../nbs/07_attacks.ipynb #ad255cb4
 def cw(model, x, y, norm:str, eps:float, step:float, steps:int, **kwargs) -> torch.Tensor:
@@ -181,25 +218,29 @@ class AttackConfig:
     kind:str='pgd' # 'pgd' or 'autoattack'
     loss:str='ce' # PGD loss: 'ce' or 'cw'
     targeted:bool=False # `y` holds target classes
-    random_start:bool=True # PGD starts from a uniform point of the ball
+    random_start:bool|str=True # PGD's start: True/'ball' uniform in the ball, 'radius' (torchattacks' L2), False: x
     n_target_classes:int|None=9 # AutoAttack: targets of APGD-T and FAB-T; None: every other output (AutoAttack+)
     source:str='' # where the setting comes from
+    protocol:str='ours' # AutoAttack: 'ours' (success and losses on the first K) or 'vs-official' (the VS code's)
 
     def __post_init__(self):
         check_choice('kind', self.kind, ('pgd', 'autoattack'))
         if self.kind == 'pgd':
             check_threat(self.norm, self.eps, self.step, self.steps)
             check_choice('loss', self.loss, LOSSES)
+            _check_start(self.random_start)
         else: check_choice('norm', self.norm, AA_NORMS)
+        check_choice('protocol', self.protocol, AA_PROTOCOLS)
 
     def __call__(self, model, x, y, num_classes:int|None=None, generator:torch.Generator|None=None) -> torch.Tensor:
         if self.kind == 'pgd':
             return pgd(model, x, y, self.norm, self.eps, self.step, self.steps, random_start=self.random_start,
                        targeted=self.targeted, num_classes=num_classes, loss=self.loss, generator=generator)
         return autoattack(model, x, y, self.norm, self.eps, num_classes=num_classes,
-                          n_target_classes=self.n_target_classes, generator=generator)
+                          n_target_classes=self.n_target_classes, generator=generator, protocol=self.protocol)
 
 AA_NORMS = {'linf': 'Linf', 'l2': 'L2'}   # our norm names -> AutoAttack's
+AA_PROTOCOLS = ('ours', 'vs-official')
 _SPIDER = "SPIDER App. E.1.1 (CIFAR settings from Yang et al. 2020)"
 _VS = "VS Sec. 4.2, eps 0.031 ~ 8/255"
 ATTACKS = {c.name: c for c in [
@@ -218,6 +259,10 @@ ATTACKS = {c.name: c for c in [
                                                                                                "targets"),
     AttackConfig('vs-autoattack+', 'linf', 8/255, kind='autoattack', n_target_classes=None,
                  source=f"{_VS}: AutoAttack+, K + V - 1 targets"),
+    AttackConfig('vs-autoattack-official', 'linf', 8/255, kind='autoattack', n_target_classes=9, protocol='vs-official',
+                 source=f"{_VS}: AutoAttack as the VS repository evaluates it (losses over all K + V outputs)"),
+    AttackConfig('vs-autoattack+-official', 'linf', 8/255, kind='autoattack', n_target_classes=None,
+                 protocol='vs-official', source=f"{_VS}: AutoAttack+ as the VS repository evaluates it"),
     AttackConfig('thickness-l2-pgd20', 'l2', 5.0, 1.0, 20, targeted=True, random_start=False,
                  source="SPIDER App. E.1.2: L2 PGD-20 toward a random other class, (eps, step) = (5.0, 1.0)"),
 ]}
@@ -230,7 +275,9 @@ def get_attack(name:str) -> AttackConfig:
 # %% ../nbs/07_attacks.ipynb #d0522a00
 def _describe(attack) -> str:
     "A text naming an attack that is the same in every process, for results files."
-    if isinstance(attack, AttackConfig): return json.dumps(asdict(attack), sort_keys=True)
+    if isinstance(attack, AttackConfig):   # fields added later are left out at their default: old headers stay valid
+        fields = {k: v for k, v in asdict(attack).items() if not (k == 'protocol' and v == 'ours')}
+        return json.dumps(fields, sort_keys=True)
     if isinstance(attack, partial):
         args = [repr(a) for a in attack.args] + [f"{k}={v!r}" for k, v in sorted(attack.keywords.items())]
         return f"{_describe(attack.func)}({', '.join(args)})"
@@ -327,9 +374,10 @@ class AutoAttackPlus(AutoAttack):
     "AutoAttack for a model that predicts with its first `num_classes` outputs; APGD-T and FAB-T may aim at any other output."
     def __init__(self, model, *, num_classes:int,
                  n_target_classes:int|None=None, # None: every other output, K + V - 1 (AutoAttack+)
+                 protocol:str='ours', # 'vs-official': APGD and Square see all K + V outputs, APGD-CE keeps 5 restarts
                  **kwargs):
         super().__init__(model, **kwargs)
-        self.num_classes, self.n_target_classes = num_classes, n_target_classes
+        self.num_classes, self.n_target_classes, self.protocol = num_classes, n_target_classes, protocol
         real, self.decision = RealLogits(model, num_classes), RealDecision(model, num_classes)
         self.apgd.model = real                    # APGD-CE / APGD-DLR: loss and success on the real logits
         self.square.predict = real                # Square: margin of the real logits
@@ -337,6 +385,9 @@ class AutoAttackPlus(AutoAttack):
         self.fab = _FABReal(model, num_classes, n_restarts=5, n_iter=100, eps=self.epsilon, seed=self.seed,
                             norm=self.norm, verbose=False, device=self.device)   # as AutoAttack builds its FAB
         if self.version != 'custom': self._set_version(self.version)         # the version's settings, on the new FAB too
+        if protocol == 'vs-official':             # the VS repository: raw K + V outputs, and no set_version for APGD-CE
+            self.apgd.model = self.square.predict = self.apgd_targeted.model = model
+            self.apgd.n_restarts = 5
 
     def get_logits(self, x): return self.decision(x)
 
@@ -356,12 +407,15 @@ def autoattack(model:Callable, x:torch.Tensor, y:torch.Tensor,
                attacks:list|None=None, # a subset such as ['apgd-ce', 'apgd-t'] (runs as version 'custom')
                seed:int=0, # AutoAttack's seed
                generator:torch.Generator|None=None, # when given, the seed is drawn from it instead
-               batch_size:int=500) -> torch.Tensor:
+               batch_size:int=500,
+               protocol:str='ours' # 'ours': losses and success on the first K; 'vs-official': the VS code's
+              ) -> torch.Tensor:
     "Adversarial examples from the official AutoAttack code (pyautoattack), success judged on the first `num_classes` outputs."
     if generator is not None: seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
     norm = check_choice('norm', norm.lower() if isinstance(norm, str) else norm, AA_NORMS)
     eps = check_range('eps', eps, 0, 1 if norm == 'linf' else None)
     version = check_choice('version', version, ('standard', 'plus', 'rand'))
+    protocol = check_choice('protocol', protocol, AA_PROTOCOLS)
     seed, batch_size = check_int('seed', seed, 0, 2**31 - 1), check_int('batch_size', batch_size, 1)
     x = check_batch(x, 'x', unit=True).detach()
     y = _check_y(y, x, soft_ok=False)
@@ -370,11 +424,13 @@ def autoattack(model:Callable, x:torch.Tensor, y:torch.Tensor,
         outputs = model(x[:batch_size].to(device))
         n_real, n_out = check_logits(outputs, num_classes), outputs.shape[1]
     y = check_labels(y, n_real)
-    if n_target_classes is not None: n_target_classes = min(check_int('n_target_classes', n_target_classes, 1), n_out - 1)
+    n_target_classes = n_out - 1 if n_target_classes is None else min(check_int('n_target_classes', n_target_classes, 1),
+                                                                       n_out - 1)   # known here: no extra forward pass
     kwargs = dict(norm=AA_NORMS[norm], eps=eps, seed=seed, device=device, version='custom' if attacks else version)
     if attacks: kwargs['attacks'] = list(attacks)
     with eval_mode(model), torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
-        adversary = AutoAttackPlus(model, num_classes=n_real, n_target_classes=n_target_classes, **kwargs)
+        adversary = AutoAttackPlus(model, num_classes=n_real, n_target_classes=n_target_classes, protocol=protocol,
+                                   **kwargs)
         adversary.verbose = False
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
     return x_adv.to(x.device)

@@ -8,7 +8,7 @@ import dataclasses, hashlib, json
 from dataclasses import dataclass, asdict, field
 
 # %% auto #0
-__all__ = ['REGIMES', 'VALIDATIONS', 'setting', 'RunConfig']
+__all__ = ['REGIMES', 'VALIDATIONS', 'USED_WHEN', 'setting', 'RunConfig']
 
 # %% ../nbs/11a_config.ipynb #bac9b619
 from .core import check_choice, check_int
@@ -24,6 +24,15 @@ VALIDATIONS = ('clean', 'augmented')
 def setting(default, help:str, choices=None):
     "A dataclass field with `default`, its `help` text and allowed `choices` (None: any value) in its metadata."
     return field(default=default, metadata=dict(help=help, choices=choices))
+
+# %% ../nbs/11a_config.ipynb #93ffa203
+USED_WHEN = dict(alpha=lambda c: c.labels in ('ls', 'vs'), num_virtual=lambda c: c.labels == 'vs',
+                 tau=lambda c: c.labels in ('spider', 'spider-nols'),
+                 xi=lambda c: c.labels in ('spider', 'spider-nols'),
+                 beta=lambda c: c.regime in ('trades', 'awp', 'rst'),
+                 teacher=lambda c: c.regime in ('rst', 'kd', 'ard'),
+                 temperature=lambda c: c.regime in ('kd', 'ard'),
+                 ood_variant=lambda c: c.regime == 'oe' and c.labels == 'vs')
 
 # %% ../nbs/11a_config.ipynb #a790813d
 @dataclass(frozen=True)
@@ -54,12 +63,15 @@ class RunConfig:
     seed: int = setting(0, 'random seed')
 
     def __post_init__(self):
+        check_choice('labels', self.labels, LABELS)
         check_choice('augment', self.augment, BASELINES)
         check_choice('val', self.val, VALIDATIONS)
         check_choice('regime', self.regime, REGIMES)
         check_int('seed', self.seed, 0)
         if self.regime in ('kd', 'ard') and not self.teacher:
             raise ValueError(f"regime {self.regime!r} needs teacher (a run_id)")
+        for name, used in USED_WHEN.items():       # what does not apply takes its default: one model, one run_id
+            if not used(self): object.__setattr__(self, name, RunConfig.__dataclass_fields__[name].default)
 
     @property
     def run_id(self) -> str:
@@ -67,6 +79,14 @@ class RunConfig:
         defaults = RunConfig.__dataclass_fields__
         d = {k: v for k, v in asdict(self).items() if v != defaults[k].default}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def check_trainable(self) -> RunConfig:
+        "Raise `ValueError` naming the field when the label scheme lacks its hyperparameter (it would train one-hot)."
+        need = dict(ls='alpha', vs='alpha', spider='tau').get(self.labels.removesuffix('-nols'))
+        if need and not getattr(self, need) > 0:
+            raise ValueError(f"labels {self.labels!r} needs {need} > 0; with {need}={getattr(self, need)} it would "
+                             f"train one-hot labels under the name {self.labels!r}: give {need}")
+        return self
 
     def replace(self, **changes) -> RunConfig:
         "A copy with `changes` applied (checked like a new configuration)."

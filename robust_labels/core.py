@@ -15,9 +15,9 @@ import robust_labels
 
 # %% auto #0
 __all__ = ['check_range', 'check_int', 'check_choice', 'check_labels', 'check_batch', 'check_images', 'seed_everything',
-           'make_generator', 'default_device', 'gen_device', 'rand', 'randn', 'randint', 'gray', 'cache_root',
-           'repo_root', 'atomic_write', 'atomic_write_json', 'atomic_save_npy', 'CheckpointError', 'atomic_save',
-           'safe_load', 'environment']
+           'make_generator', 'available_devices', 'default_device', 'gen_device', 'rand', 'randn', 'randint', 'gray',
+           'cache_root', 'repo_root', 'umask', 'atomic_write', 'atomic_write_json', 'atomic_save_npy',
+           'CheckpointError', 'atomic_save', 'safe_load', 'environment']
 
 # %% ../nbs/00_core.ipynb #7bccd5f2
 def _interval(lo, hi, lo_open, hi_open):
@@ -107,11 +107,26 @@ def make_generator(seed:int, device='cpu') -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed`."
     return torch.Generator(device=device).manual_seed(check_int('seed', seed, 0, 2**63 - 1))
 
+# %% ../nbs/00_core.ipynb #965227bc
+def available_devices() -> list:
+    "The device names this machine can run on: 'cpu', then 'cuda' and 'cuda:N' for each GPU, then 'mps'."
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+    return ['cpu'] + (['cuda'] + [f'cuda:{i}' for i in range(n)] if n else []) + (['mps'] if mps else [])
+
 # %% ../nbs/00_core.ipynb #38dabb0a
 def default_device(device=None) -> torch.device:
-    "`device` as a `torch.device`; CUDA when available if `device` is None."
+    "`device` as a `torch.device` this machine can run on; CUDA when available if `device` is None."
     if device is None: device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return torch.device(device)
+    names = available_devices()
+    avail = ', '.join(map(repr, names))
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device; available: {avail}") from None
+    if str(dev) in names: return dev
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} needs a CUDA GPU, but torch sees none; available: {avail}")
+    raise ValueError(f"device {device!r} is not on this machine; available: {avail}")
 
 # %% ../nbs/00_core.ipynb #8577279b
 def gen_device(generator, device) -> torch.device:
@@ -155,6 +170,17 @@ def repo_root() -> Path:
                                 "clone the repository and `pip install -e .` to run the experiments")
     return root
 
+# %% ../nbs/00_core.ipynb #63fab394
+def umask() -> int:
+    "The process's umask, read without changing it where Linux's /proc allows."
+    status = Path('/proc/self/status')
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith('Umask:'): return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 # %% ../nbs/00_core.ipynb #fb2ba234
 def _atomic_replace(path, fill) -> Path:
     "Call `fill(tmp)` on a new temporary file beside `path`, then rename it over `path`; remove it if anything fails."
@@ -163,6 +189,7 @@ def _atomic_replace(path, fill) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~umask())     # mkstemp makes 0600; a shared output folder needs the umask's mode
         fill(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #17cad08a
 from __future__ import annotations
-import hashlib, math, os, shutil, tarfile, urllib.request, zipfile
+import hashlib, io, math, os, shutil, tarfile, urllib.error, urllib.parse, urllib.request, zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -18,9 +18,10 @@ from .core import atomic_save, cache_root, check_choice, check_int, check_range,
 
 # %% auto #0
 __all__ = ['DATASETS', 'SPLITS', 'VAL_FRACTION', 'TEST_FRACTION', 'TINY_IMAGENET_URL', 'TINY_IMAGENET_MD5',
-           'TINY_IMAGENET_FOLDER', 'IN_MEMORY_LIMIT', 'STANDARD_AUGMENT', 'DatasetInfo', 'dataset_info',
-           'split_indices', 'ByteImageDataset', 'data_root', 'file_md5', 'download_file', 'safe_extract_zip',
-           'safe_extract_tar', 'extract_folder', 'prepare_tinyimagenet', 'get_dataset', 'as_tensors', 'TensorLoader',
+           'TINY_IMAGENET_FOLDER', 'IMAGENET_FOLDER', 'IMAGE_SUFFIXES', 'IN_MEMORY_LIMIT', 'STANDARD_AUGMENT',
+           'DatasetInfo', 'dataset_info', 'split_indices', 'ByteImageDataset', 'data_root', 'file_md5', 'download_file',
+           'safe_extract_zip', 'safe_extract_tar', 'extract_folder', 'prepare_tinyimagenet', 'imagenet_folder',
+           'image_folder_files', 'imagenet_transform', 'ImageFileDataset', 'get_dataset', 'as_tensors', 'TensorLoader',
            'make_loader', 'random_crop_flip', 'RandomCropFlip', 'standard_augment']
 
 # %% ../nbs/03_data.ipynb #410166ed
@@ -51,6 +52,8 @@ DATASETS = {
                         'http://ufldl.stanford.edu/housenumbers/ (cropped digits, without the extra set)', _DIGITS),
     'tinyimagenet': DatasetInfo('tinyimagenet', 200, (3, 64, 64), 100000, 10000, (0.4802, 0.4481, 0.3975),
                                 (0.2770, 0.2691, 0.2821), 'http://cs231n.stanford.edu/tiny-imagenet-200.zip'),
+    'imagenet': DatasetInfo('imagenet', 1000, (3, 224, 224), 1281167, 50000, (0.485, 0.456, 0.406),
+                            (0.229, 0.224, 0.225), 'https://image-net.org (ILSVRC-2012, a local copy: no public download)'),
 }
 
 # %% ../nbs/03_data.ipynb #aff2595c
@@ -144,30 +147,61 @@ def file_md5(path, chunk:int=1<<20) -> str:
         for block in iter(lambda: f.read(chunk), b''): h.update(block)
     return h.hexdigest()
 
+# %% ../nbs/03_data.ipynb #0914a7c7
+def _md5_of(path):
+    "An MD5 object that has read the file at `path` (to continue it with the rest of a resumed download)."
+    h = hashlib.md5()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h
+
+# %% ../nbs/03_data.ipynb #b0ff2996
+def _open_at(url:str, offset:int) -> tuple:
+    "`(stream, total size or None, resumed)`: `url` read from byte `offset` on, where the source allows it."
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == 'file':
+        f = open(urllib.request.url2pathname(parsed.path), 'rb')
+        size = os.fstat(f.fileno()).st_size
+        f.seek(min(offset, size))
+        return f, size, True
+    headers = {'Range': f'bytes={offset}-'} if offset else {}
+    try: r = urllib.request.urlopen(urllib.request.Request(url, headers=headers))
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset: return io.BytesIO(b''), None, True   # the partial file is already whole
+        raise
+    length = int(r.headers.get('Content-Length') or 0) or None
+    if offset and r.status == 206: return r, (offset + length if length else None), True
+    return r, length, False
+
 # %% ../nbs/03_data.ipynb #1a2b4d73
 def download_file(url:str, path, md5:str, progress:bool=True) -> Path:
-    "Download `url` to `path` through a `.part` file and check its MD5; a mismatch deletes it and raises `ValueError`."
+    "Download `url` to `path` through `path.part`, resuming a partial one; a wrong MD5 deletes it and raises `ValueError`."
+    from tqdm.auto import tqdm
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + '.part')
-    h = hashlib.md5()
+    done = part.stat().st_size if part.is_file() else 0
     try:
-        with urllib.request.urlopen(url) as r, open(part, 'wb') as f:
-            total = int(r.headers.get('Content-Length') or 0) or None
-            from tqdm.auto import tqdm
-            with tqdm(total=total, unit='B', unit_scale=True, desc=path.name, disable=not progress) as bar:
-                for block in iter(lambda: r.read(1 << 20), b''):
+        stream, total, resumed = _open_at(url, done)
+        with stream:
+            done = done if resumed else 0
+            h = _md5_of(part) if done else hashlib.md5()
+            with open(part, 'ab' if done else 'wb') as f, tqdm(total=total, initial=done, unit='B', unit_scale=True,
+                                                               desc=path.name, disable=not progress) as bar:
+                for block in iter(lambda: stream.read(1 << 20), b''):
                     f.write(block)
                     h.update(block)
                     bar.update(len(block))
+        if total is not None and part.stat().st_size != total:
+            raise OSError(f"the transfer ended after {part.stat().st_size} of {total} bytes")
     except Exception as e:
-        part.unlink(missing_ok=True)
-        raise OSError(f"could not download {url} to {path} ({type(e).__name__}: {e}); download it by hand to that path "
-                      "or check the network") from e
+        kept = f"the partial file {part} is kept: run the same command again to resume, " if part.is_file() else ""
+        raise OSError(f"could not download {url} to {path} ({type(e).__name__}: {e}); {kept}download it by hand to "
+                      "that path or check the network") from e
     if h.hexdigest() != md5.lower():
         part.unlink(missing_ok=True)
         raise ValueError(f"checksum mismatch for {url}: expected MD5 {md5.lower()}, got {h.hexdigest()}; "
-                         f"the partial file {part} was deleted")
+                         f"the downloaded file {part} was deleted")
     os.replace(part, path)
     return path
 
@@ -318,11 +352,80 @@ def _tinyimagenet(root, split, download, cache, progress):
     ds = ByteImageDataset(data['images'], data['targets'])
     return ds if split == 'test' else _official_train_split('tinyimagenet', ds, split)
 
+# %% ../nbs/03_data.ipynb #2c4b8680
+IMAGENET_FOLDER = 'imagenet'   # under the data root, unless root= or $ROBUST_LABELS_IMAGENET names the copy itself
+
+def imagenet_folder(root=None) -> Path:
+    "The ILSVRC-2012 folder: `root` itself if it holds train/ or val/, else `root/'imagenet'`; see `data_root`."
+    if root is None and os.environ.get('ROBUST_LABELS_IMAGENET'):
+        return Path(os.environ['ROBUST_LABELS_IMAGENET']).expanduser()
+    base = data_root(root)
+    return base if (base/'train').is_dir() or (base/'val').is_dir() else base/IMAGENET_FOLDER
+
+# %% ../nbs/03_data.ipynb #e1b7166d
+IMAGE_SUFFIXES = ('.jpeg', '.jpg', '.png')
+
+def image_folder_files(folder) -> tuple:
+    "Sorted class names and the `(file, class index)` list of an ImageFolder tree `folder/<class>/<image>`."
+    classes = sorted(d.name for d in os.scandir(folder) if d.is_dir())
+    items = []
+    for k, c in enumerate(classes):
+        names = sorted(n for n in os.listdir(os.path.join(folder, c)) if n.lower().endswith(IMAGE_SUFFIXES))
+        items += [(os.path.join(folder, c, n), k) for n in names]
+    return classes, items
+
+# %% ../nbs/03_data.ipynb #b4cbcfd4
+def imagenet_transform(train:bool, size:int=224, resize:int=256):
+    "The standard pipeline to a float C×H×W in [0, 1]: RandomResizedCrop + flip (train), resize + centre crop (eval)."
+    import torchvision.transforms as T
+    if train: return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()])
+    return T.Compose([T.Resize(resize), T.CenterCrop(size), T.ToTensor()])
+
+# %% ../nbs/03_data.ipynb #94345616
+class ImageFileDataset(Dataset):
+    "Images decoded from files when drawn, through `transform`; items are `(float32 C×H×W in [0, 1], int64 target)`."
+    def __init__(self, files, targets, transform,
+                 num_workers:int|None=None): # DataLoader workers `make_loader` uses by default; None: up to 8 CPUs
+        self.files, self.targets, self.transform = list(files), torch.as_tensor(targets, dtype=torch.int64), transform
+        if len(self.files) != len(self.targets):
+            raise ValueError(f"files and targets must have the same length, got {len(self.files)} and "
+                             f"{len(self.targets)}")
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else check_int('num_workers', num_workers, 0)
+    def __len__(self): return len(self.files)
+    def __getitem__(self, i):
+        from PIL import Image
+        with Image.open(self.files[i]) as im: return self.transform(im.convert('RGB')), self.targets[i]
+    def __repr__(self): return f"ImageFileDataset({len(self)} images, {self.transform!r})"
+
+# %% ../nbs/03_data.ipynb #7f615225
+def _imagenet(root, split):
+    "The ImageNet `split` from the local ILSVRC-2012 copy."
+    folder = imagenet_folder(root)
+    part = folder/('val' if split == 'test' else 'train')
+    if not part.is_dir():
+        raise FileNotFoundError(f"imagenet not found: no folder {part}. ImageNet has no public download: get ILSVRC-2012 "
+                                f"from https://image-net.org, lay it out as {folder}/train/<wnid>/*.JPEG and "
+                                f"{folder}/val/<wnid>/*.JPEG, and point root= or ROBUST_LABELS_IMAGENET at it "
+                                "(`robust-labels data check imagenet` checks the layout)")
+    classes, items = image_folder_files(part)
+    if not items: raise FileNotFoundError(f"imagenet: no images in {part}/<wnid>/ (expected *.JPEG files)")
+    other = folder/('train' if split == 'test' else 'val')
+    if other.is_dir() and sorted(d.name for d in os.scandir(other) if d.is_dir()) != classes:
+        raise ValueError(f"imagenet: {folder}/train and {folder}/val hold different class folders; both must hold the "
+                         "same wnids (sort the validation images into wnid folders)")
+    targets = torch.tensor([k for _, k in items])
+    idx = torch.arange(len(items))
+    if split in ('train', 'val'):
+        kept, held = split_indices(targets, VAL_FRACTION, 'imagenet/val')
+        idx = kept if split == 'train' else held
+    files = [items[i][0] for i in idx.tolist()]
+    return ImageFileDataset(files, targets[idx], imagenet_transform(split in ('train', 'train_full')))
+
 # %% ../nbs/03_data.ipynb #4e6a1fd6
 def get_dataset(name:str, # one of `DATASETS`
                 split:str='train', # 'train', 'val' (20% of the official training set), 'train_full' or 'test'
-                root=None, # data folder; see `data_root`
-                download:bool=False, # download missing files (MD5-checked)
+                root=None, # data folder; see `data_root` (ImageNet: see `imagenet_folder`)
+                download:bool=False, # download missing files (MD5-checked); ImageNet has no public download
                 *,
                 cache:bool=True, # Tiny-ImageNet: keep decoded images in a cache file next to the JPEGs
                 progress:bool=True # progress bars for downloads and JPEG decoding
@@ -331,6 +434,10 @@ def get_dataset(name:str, # one of `DATASETS`
     check_choice('name', name, DATASETS)
     check_choice('split', split, SPLITS)
     if name == 'digits': return _digits(split)
+    if name == 'imagenet':
+        if download: raise ValueError("download=True is not possible for imagenet: ImageNet has no public download; "
+                                      "get ILSVRC-2012 from https://image-net.org and pass root= (see imagenet_folder)")
+        return _imagenet(root, split)
     root = data_root(root)
     if name == 'tinyimagenet': return _tinyimagenet(root, split, download, cache, progress)
     if name == 'svhn':
@@ -408,9 +515,11 @@ class _DeviceLoader:
 def make_loader(dataset:Dataset, batch_size:int, shuffle:bool=False,
                 device=None, # where batches are delivered; None: CUDA when available
                 generator:torch.Generator=None, # seeds the shuffling (a CPU generator for the DataLoader path)
-                num_workers:int=0, drop_last:bool=False):
+                num_workers:int|None=None, # DataLoader workers; None: the dataset's `num_workers` attribute, else 0
+                drop_last:bool=False):
     "Batches of `dataset` on `device`: in-memory `TensorLoader` where it fits, else a `DataLoader`."
     batch_size = check_int('batch_size', batch_size, 1)
+    if num_workers is None: num_workers = getattr(dataset, 'num_workers', 0)
     num_workers = check_int('num_workers', num_workers, 0)
     device = default_device(device)
     parts = _in_memory_parts(dataset)
@@ -454,7 +563,9 @@ class RandomCropFlip:
     def __call__(self, x, y): return random_crop_flip(x, self.padding, self.flip, self.generator), y
     def __repr__(self): return f"RandomCropFlip(padding={self.padding}, flip={self.flip})"
 
-STANDARD_AUGMENT = {'digits': (1, False), 'cifar10': (4, True), 'cifar100': (4, True), 'svhn': (4, True), 'tinyimagenet': (8, True)}
+STANDARD_AUGMENT = {'digits': (1, False), 'cifar10': (4, True), 'cifar100': (4, True), 'svhn': (4, True),
+                    'tinyimagenet': (8, True),
+                    'imagenet': (0, False)}  # its crop and flip are in the dataset's pipeline (imagenet_transform)
 
 # %% ../nbs/03_data.ipynb #4690503f
 def standard_augment(name:str, generator:torch.Generator=None) -> RandomCropFlip:

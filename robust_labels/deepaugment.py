@@ -266,7 +266,11 @@ DEEPAUGMENT_NETS = ('cae', 'edsr')
 _MEAN_SHIFT_KEYS = {'sub_mean.weight', 'sub_mean.bias', 'add_mean.weight', 'add_mean.bias'}
 
 # %% ../nbs/06c_deepaugment.ipynb #f04e858b
-def _new_net(net): return CAE() if net == 'cae' else EDSR()
+def _new_net(net:str, seed:int|None=None) -> nn.Module:
+    "A fresh CAE or EDSR, initialised from `seed` (None: any weights); torch's global generator is left untouched."
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None: torch.manual_seed(seed)
+        return CAE() if net == 'cae' else EDSR()
 
 # %% ../nbs/06c_deepaugment.ipynb #6c50b7fb
 def _check_state(state, net, where='weights'):
@@ -341,9 +345,7 @@ class DeepAugment:
                 from_file = isinstance(w, (str, os.PathLike))
                 self._base[n] = load_deepaugment_weights(w, n) if from_file else _check_state(w, n)
             else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed + DEEPAUGMENT_NETS.index(n))
-                    self._base[n] = _new_net(n).state_dict()
+                self._base[n] = _new_net(n, self.seed + DEEPAUGMENT_NETS.index(n)).state_dict()
 
     def _model(self, net, device):
         "The network `net` on `device`, built once; its weights are replaced for every chunk."

@@ -53,14 +53,35 @@ def spider_confidence(dist, # L2 norm of the applied perturbation, any shape
     decay = torch.exp(-lam * (z - tau / 4)) if math.isfinite(lam) else torch.zeros_like(z)
     return torch.where(z <= tau / 4, torch.ones_like(z), decay.clamp(1 / num_classes, 1))
 
+# %% ../nbs/02_labels.ipynb #a1c0e002
+def _rows_ok(t:torch.Tensor, tol:float=1e-4) -> torch.Tensor:
+    "A 0-d bool tensor on t's device: every entry of `t` is >= 0 and every row sums to 1 within `tol` (NaN fails)."
+    if not t.numel(): return torch.ones((), dtype=torch.bool, device=t.device)
+    return (t.amin() >= 0) & ((t.float().sum(1) - 1).abs().amax() <= tol)
+
+# %% ../nbs/02_labels.ipynb #a1c0e003
+def _check_rows(t:torch.Tensor, name:str='y', tol:float=1e-4) -> torch.Tensor:
+    "Return `t`, or raise `ValueError` naming `name` when its rows are not probability distributions."
+    if bool(_rows_ok(t, tol)): return t
+    sums = t.sum(1)
+    raise ValueError(f"{name} must hold probability rows (entries >= 0, each row summing to 1 within {tol}); got "
+                     f"entries in [{float(t.min()):.4g}, {float(t.max()):.4g}] and row sums in "
+                     f"[{float(sums.min()):.6g}, {float(sums.max()):.6g}]")
+
 # %% ../nbs/02_labels.ipynb #2fe233d8
 def _as_targets(y, num_classes:int) -> torch.Tensor:
     "Integer labels as one-hot rows; soft rows `(N, num_classes)` checked and passed through."
     if isinstance(y, torch.Tensor) and y.is_floating_point():
         if y.dim() != 2 or y.shape[1] != num_classes:
             raise ValueError(f"soft targets y must have shape (N, {num_classes}), got {tuple(y.shape)}")
-        return y
+        return _check_rows(y)
     return one_hot(y, num_classes)
+
+# %% ../nbs/02_labels.ipynb #a1c0e006
+def _check_pair(x:torch.Tensor, t:torch.Tensor):
+    "Refuse targets `t` whose batch size is not the batch size of `x`."
+    if t.shape[0] != x.shape[0]:
+        raise ValueError(f"y must have one label or row per image of x (x has {x.shape[0]}, y has {t.shape[0]})")
 
 # %% ../nbs/02_labels.ipynb #f4829e58
 def _spread(targets:torch.Tensor, conf:torch.Tensor) -> torch.Tensor:
@@ -120,7 +141,11 @@ def soft_cross_entropy(logits:torch.Tensor, targets:torch.Tensor) -> torch.Tenso
     if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape:
         raise ValueError(f"targets must have the logits' shape {tuple(logits.shape)}, got "
                          f"{getattr(targets, 'shape', type(targets))}")
-    return F.cross_entropy(logits, targets.to(logits.dtype))
+    loss = F.cross_entropy(logits, targets.to(logits.dtype))
+    if targets.device.type == 'cpu':
+        _check_rows(targets, 'targets')
+        return loss
+    return torch.where(_rows_ok(targets), loss, math.nan)   # no host sync on an accelerator: NaN, caught by fit
 
 # %% ../nbs/02_labels.ipynb #e3325f20
 class LabelTransform:
@@ -129,7 +154,10 @@ class LabelTransform:
     @property
     def num_outputs(self) -> int: return self.num_classes
     def targets(self, y) -> torch.Tensor: raise NotImplementedError
-    def __call__(self, x, y): return x, self.targets(y).to(x.device)
+    def __call__(self, x, y):
+        t = self.targets(y)
+        _check_pair(x, t)
+        return x, t.to(x.device)
     def __repr__(self):
         args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if not k.startswith('_'))
         return f'{type(self).__name__}({args})'
@@ -167,6 +195,15 @@ def _noise_fn(noise, tau):
     if noise == 'ball': return lambda x, g: ball_noise(x, tau, g)
     return lambda x, g: gaussian_noise(x, tau / (2 * math.sqrt(x[0].numel())), g)
 
+# %% ../nbs/02_labels.ipynb #a1c0e009
+def _check_unit(x:torch.Tensor, name:str='x') -> torch.Tensor:
+    "Return `x`, or raise `ValueError` naming `name` when a value is outside [0, 1] or not finite."
+    if not x.numel(): return x
+    lo, hi = torch.stack(torch.aminmax(x)).tolist()
+    if not (lo >= 0 and hi <= 1):
+        raise ValueError(f"{name} must lie in [0, 1] and be finite, got values in [{lo:.4g}, {hi:.4g}]")
+    return x
+
 # %% ../nbs/02_labels.ipynb #8ae564be
 class SPIDER(LabelTransform):
     "SPIDER (Alg. 1/2): perturb isotropically inside [0, 1] and lower the true label's confidence with the applied norm."
@@ -192,15 +229,16 @@ class SPIDER(LabelTransform):
 
     def perturb(self, x:torch.Tensor):
         "Perturbed batch and the L2 norm of the perturbation actually applied, per sample."
-        check_batch(x, unit=True)
+        _check_unit(check_batch(x))
         delta = self._sample(x, self.generator)
         xt = clip_rescale(x, delta, flat_norm(delta))
         return xt, flat_norm(xt - x)
 
     def __call__(self, x, y):
         xt, dist = self.perturb(x)
-        t = _as_targets(y, self.num_classes).to(x.device)
-        return xt, _spread(t, self.confidence(dist))
+        t = _as_targets(y, self.num_classes)
+        _check_pair(x, t)
+        return xt, _spread(t.to(x.device), self.confidence(dist))
 
 # %% ../nbs/02_labels.ipynb #14860879
 class Compose:

@@ -21,9 +21,9 @@ from . import attacks
 from .attacks import eval_mode
 
 # %% auto #0
-__all__ = ['real_probs', 'calibration_bins', 'expected_calibration_error', 'reliability_diagram', 'segment_profile',
-           'segment_thickness', 'Thickness', 'boundary_thickness', 'flatness', 'flatness_losses', 'msp_score',
-           'reject_score', 'virtual_mass_score', 'auroc', 'fpr_at_95_tpr', 'template_plane', 'Projection',
+__all__ = ['THICKNESS_PROTOCOLS', 'real_probs', 'calibration_bins', 'expected_calibration_error', 'reliability_diagram',
+           'segment_profile', 'segment_thickness', 'Thickness', 'boundary_thickness', 'flatness', 'flatness_losses',
+           'msp_score', 'reject_score', 'virtual_mass_score', 'auroc', 'fpr_at_95_tpr', 'template_plane', 'Projection',
            'penultimate_projection', 'InputGradients', 'input_gradients']
 
 # %% ../nbs/08_metrics.ipynb #68a80a6a
@@ -169,9 +169,25 @@ class Thickness(NamedTuple):
     batch_means: torch.Tensor  # (number of batches,)
     targets: torch.Tensor      # (N,) the class j each x_i was attacked towards
 
+# %% ../nbs/08_metrics.ipynb #ad04c257
+THICKNESS_PROTOCOLS = ('ours', 'yang')
+
+class _WithoutNormalize(nn.Module):
+    "A `models.Classifier` as a function of its normalised input: `head(body(z))`."
+    def __init__(self, model): super().__init__(); self.model = model
+    def forward(self, z): return self.model.head(self.model.body(z))
+
+# %% ../nbs/08_metrics.ipynb #fc9c374a
+def _without_normalize(model:nn.Module) -> nn.Module:
+    "`model` after its `normalize` layer; a ValueError for a model without one (not a `models.Classifier`)."
+    if not all(hasattr(model, a) for a in ('normalize', 'body', 'head')):
+        raise ValueError("protocol='yang' measures in the model's normalised input space and needs a models.Classifier "
+                         f"(normalize, body, head), got {type(model).__name__}")
+    return _WithoutNormalize(model)
+
 # %% ../nbs/08_metrics.ipynb #f9c35360
 def boundary_thickness(model:nn.Module, x:torch.Tensor, # images (N, ...) in [0, 1]
-                       y, # (N,) labels: class i of each x_i
+                       y, # (N,) labels: class i of each x_i ('ours'); j is drawn among the others
                        alpha:float=0.0, beta:float=0.75, # the band alpha < g_ij < beta; SPIDER uses (0, 0.75) and (0, 1)
                        num_classes:int|None=None, # K: real classes of a VS model (all outputs when None)
                        eps:float=5.0, step:float=1.0, steps:int=20, # L2 PGD towards j (SPIDER App. E.1.2)
@@ -180,7 +196,8 @@ def boundary_thickness(model:nn.Module, x:torch.Tensor, # images (N, ...) in [0,
                        generator:torch.Generator|None=None, # for the random classes j (and the attack)
                        chunk_size:int=2048, # segment points per forward pass
                        progress:bool=False, # show a progress bar over batches
-                       bands=None # several (alpha, beta) bands measured on the same segments: returns {band: Thickness}
+                       bands=None, # several (alpha, beta) bands on the same segments: returns {band: Thickness}
+                       protocol:str='ours' # 'ours': [0, 1] pixels, i = label; 'yang': Yang et al.'s code (see below)
                       ) -> Thickness:
     "Boundary thickness Θ(f, α, β) of Yang et al. (2020) as measured in SPIDER App. E.1.2: segments from x_i to a targeted L2 PGD point of a random other class j."
     one = bands is None
@@ -190,6 +207,8 @@ def boundary_thickness(model:nn.Module, x:torch.Tensor, # images (N, ...) in [0,
     eps, step = check_range('eps', eps, 0, lo_open=True), check_range('step', step, 0, lo_open=True)
     steps, num_points = check_int('steps', steps, 1), check_int('num_points', num_points, 2)
     batch_size = check_int('batch_size', batch_size, 1)
+    yang = check_choice('protocol', protocol, THICKNESS_PROTOCOLS) == 'yang'
+    f = _without_normalize(model) if yang else model
     with eval_mode(model):
         k = _num_classes(model, x, num_classes)
         y = check_labels(y, k).to(x.device)
@@ -200,9 +219,13 @@ def boundary_thickness(model:nn.Module, x:torch.Tensor, # images (N, ...) in [0,
         values = {b: [] for b in bands}
         for start in tqdm(range(0, len(x), batch_size), disable=not progress, desc='thickness'):
             xb, yb, jb = x[start:start + batch_size], y[start:start + batch_size], targets[start:start + batch_size]
-            xj = attacks.pgd(model, xb, jb, norm='l2', eps=eps, step=step, steps=steps, random_start=False,
-                             targeted=True, num_classes=k, generator=generator).detach()
-            g = segment_profile(model, xb, xj, yb, jb, num_points, k, chunk_size)
+            bounds = (0., 1.)
+            if yang:   # the normalised space, clamped to the batch's range; class i is the model's prediction
+                with torch.no_grad(): yb, xb = real_logits(model(xb), k).argmax(1), model.normalize(xb)
+                bounds = (float(xb.min()), float(xb.max()))
+            xj = attacks.pgd(f, xb, jb, norm='l2', eps=eps, step=step, steps=steps, random_start=False,
+                             targeted=True, num_classes=k, generator=generator, bounds=bounds).detach()
+            g = segment_profile(f, xb, xj, yb, jb, num_points, k, chunk_size)
             length = flat_norm(xj - xb)
             for a, b in bands: values[(a, b)].append(_thickness(g, length, a, b))
     out = {}

@@ -237,6 +237,122 @@ def _torchvision(arch:str, in_channels:int):
     m.fc = nn.Identity()
     return m, dim
 
+# %% ../nbs/04_models.ipynb #b657a90e
+def _performer_features(t:torch.Tensor, w:torch.Tensor) -> torch.Tensor:
+    "Positive random features φ(t) = exp(w·t - |t|²/2) / √m of the Performer's softmax-kernel estimate."
+    return torch.exp(t @ w.t() - (t * t).sum(-1, keepdim=True) / 2) / math.sqrt(w.shape[0])
+
+# %% ../nbs/04_models.ipynb #1b05e65c
+class _TokenPerformer(nn.Module):
+    "A T2T layer with one-head Performer attention whose values have the token dimension, then an MLP."
+    def __init__(self, dim:int, token_dim:int, kernel_ratio:float=0.5):
+        super().__init__()
+        self.norm1, self.kqv = nn.LayerNorm(dim), nn.Linear(dim, 3 * token_dim)
+        self.proj, self.norm2 = nn.Linear(token_dim, token_dim), nn.LayerNorm(token_dim)
+        self.mlp = nn.Sequential(nn.Linear(token_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
+        m = int(token_dim * kernel_ratio)
+        w = torch.empty(m, token_dim)
+        if not w.is_meta: w = nn.init.orthogonal_(w) * math.sqrt(m)
+        self.register_buffer('w', w)
+    def forward(self, x):
+        k, q, v = self.kqv(self.norm1(x)).chunk(3, -1)
+        kp, qp = _performer_features(k, self.w), _performer_features(q, self.w)
+        normaliser = qp @ kp.sum(1).unsqueeze(-1)                # (B, T, 1): φ(q)·Σ φ(k)
+        x = v + self.proj((qp @ (kp.transpose(1, 2) @ v)) / (normaliser + 1e-8))
+        return x + self.mlp(self.norm2(x))
+
+# %% ../nbs/04_models.ipynb #4f640e67
+class _TokenTransformer(nn.Module):
+    "A T2T layer with one-head softmax attention whose values have the token dimension, then an MLP (T2T-ViT_t)."
+    def __init__(self, dim:int, token_dim:int):
+        super().__init__()
+        self.norm1, self.qkv = nn.LayerNorm(dim), nn.Linear(dim, 3 * token_dim, bias=False)
+        self.proj, self.norm2 = nn.Linear(token_dim, token_dim), nn.LayerNorm(token_dim)
+        self.mlp = nn.Sequential(nn.Linear(token_dim, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
+        self.scale = dim ** -0.5                       # one head over the input dimension, as the paper's code
+    def forward(self, x):
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, -1)
+        x = v + self.proj(F.scaled_dot_product_attention(q, k, v, scale=self.scale))
+        return x + self.mlp(self.norm2(x))
+
+# %% ../nbs/04_models.ipynb #350a8a62
+class _T2TModule(nn.Module):
+    "Tokens-to-Token: soft splits (unfold 7/4, 3/2, 3/2) with a T2T layer and re-structurization between, a projection."
+    splits = ((7, 4, 2), (3, 2, 1), (3, 2, 1))                   # (kernel, stride, padding) of each soft split
+    def __init__(self, in_channels:int, embed_dim:int, token_dim:int=64, tokens:str='performer'):
+        super().__init__()
+        layer = _TokenPerformer if tokens == 'performer' else _TokenTransformer
+        self.attn1, self.attn2 = layer(in_channels * 49, token_dim), layer(token_dim * 9, token_dim)
+        self.project = nn.Linear(token_dim * 9, embed_dim)
+    def forward(self, x):
+        for (k, s, p), layer in zip(self.splits, (self.attn1, self.attn2, self.project)):
+            h, w = ((n + 2 * p - k) // s + 1 for n in x.shape[-2:])
+            t = layer(F.unfold(x, k, padding=p, stride=s).transpose(1, 2))   # soft split -> tokens (B, h·w, C·k²)
+            x = t.transpose(1, 2).reshape(len(t), -1, h, w)                  # re-structurization
+        return t
+
+# %% ../nbs/04_models.ipynb #6af08e6d
+def _sinusoid(n:int, dim:int, device=None) -> torch.Tensor:
+    "Fixed position embeddings `(1, n, dim)`: sin(p / 10000^(2i/dim)) on even features, cos on odd ones."
+    pos = torch.arange(n, dtype=torch.float64, device=device)[:, None]
+    angle = pos / 10000 ** (2 * (torch.arange(dim, device=device) // 2) / dim)
+    return torch.where(torch.arange(dim, device=device) % 2 == 0, angle.sin(), angle.cos()).float()[None]
+
+# %% ../nbs/04_models.ipynb #cde25e0e
+def _drop_path(x:torch.Tensor, p:float, training:bool) -> torch.Tensor:
+    "Stochastic depth: zero a residual branch for a fraction `p` of the samples, rescale the others."
+    if not training or p == 0: return x
+    keep = torch.rand(len(x), *([1] * (x.dim() - 1)), device=x.device, dtype=x.dtype) >= p
+    return x * keep / (1 - p)
+
+# %% ../nbs/04_models.ipynb #1f83b30d
+class _ViTBlock(nn.Module):
+    "Pre-norm transformer block: multi-head self-attention (no qkv bias) and an MLP, each a residual branch."
+    def __init__(self, dim:int, heads:int, mlp_ratio:float, drop_path:float=0.):
+        super().__init__()
+        self.heads, self.drop_path = heads, drop_path
+        self.norm1, self.qkv, self.proj = nn.LayerNorm(dim), nn.Linear(dim, 3 * dim, bias=False), nn.Linear(dim, dim)
+        hidden = int(dim * mlp_ratio)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        x = x + _drop_path(self.proj(a), self.drop_path, self.training)
+        return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+
+# %% ../nbs/04_models.ipynb #2595ca42
+class _T2TViT(nn.Module):
+    "T2T module, class token, sinusoidal positions, ViT blocks, LayerNorm; returns the class token's features."
+    def __init__(self, in_channels:int, dim:int, depth:int, heads:int, mlp_ratio:float=3., token_dim:int=64,
+                 tokens:str='performer', drop_path:float=0.):
+        super().__init__()
+        self.t2t = _T2TModule(in_channels, dim, token_dim, tokens)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]   # linearly growing stochastic depth
+        self.blocks = nn.Sequential(*[_ViTBlock(dim, heads, mlp_ratio, r) for r in rates])
+        self.norm = nn.LayerNorm(dim)
+    def forward(self, x):
+        t = self.t2t(x)
+        t = torch.cat([self.cls_token.expand(len(t), -1, -1), t], 1)
+        t = t + _sinusoid(t.shape[1], t.shape[2], t.device).to(t.dtype)
+        return self.norm(self.blocks(t))[:, 0]
+
+# %% ../nbs/04_models.ipynb #7e150db4
+def _t2t_vit(in_channels:int, dim:int, depth:int, heads:int,
+             tokens:str='performer', # T2T layers: 'performer' (the paper's T2T-ViT) or 'transformer' (T2T-ViT_t)
+             drop_path:float=0.0 # largest stochastic-depth rate (the last block's)
+            ):
+    check_choice('tokens', tokens, ('performer', 'transformer'))
+    body = _T2TViT(in_channels, dim, depth, heads, 3., 64, tokens, drop_path)
+    for m in body.modules():
+        if isinstance(m, nn.Linear):
+            if not m.weight.is_meta: nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None: nn.init.zeros_(m.bias)
+    if not body.cls_token.is_meta: nn.init.trunc_normal_(body.cls_token, std=.02)
+    return body, dim
+
 # %% ../nbs/04_models.ipynb #2360de41
 _BUILDERS = {
     'cnn': _cnn,
@@ -249,17 +365,19 @@ _BUILDERS = {
 }
 _WRN = re.compile(r'wrn-(\d+)-(\d+)$')
 _RESNEXT = re.compile(r'resnext29_(\d+)x(\d+)d$')
+_T2T = {'t2t_vit_14': dict(dim=384, depth=14, heads=6), 't2t_vit_24': dict(dim=512, depth=24, heads=8)}
 _LISTED_WRN = ('wrn-10-1', 'wrn-16-2', 'wrn-16-8', 'wrn-28-10', 'wrn-34-10', 'wrn-40-1', 'wrn-40-2')
 
 def list_models() -> list:
     "Names `create_model` accepts (any `wrn-d-k` with d = 6n + 4 and any `resnext29_<C>x<d>d` also work)."
-    return sorted(list(_BUILDERS) + list(_LISTED_WRN) + ['resnext29_2x64d'])
+    return sorted(list(_BUILDERS) + list(_T2T) + list(_LISTED_WRN) + ['resnext29_2x64d'])
 
 # %% ../nbs/04_models.ipynb #5f4ea6f9
 def _builder(name:str):
     "The builder function and fixed arguments of model `name`."
     if not isinstance(name, str): raise TypeError(f"name must be a model name (str), got {type(name).__name__}")
     if name in _BUILDERS: return _BUILDERS[name], {}
+    if name in _T2T: return _t2t_vit, dict(_T2T[name])
     if m := _WRN.match(name):
         depth, widen = int(m[1]), int(m[2])
         if depth < 10 or (depth - 4) % 6 or widen < 1:
@@ -296,7 +414,8 @@ def create_model(name:str, # see `list_models()`
                  num_virtual:int=0, # V virtual classes (VS labels); the head has K + V outputs
                  in_channels:int=3,
                  normalize=None, # optional (mean, std) per channel: a normalisation layer inside the model
-                 **kwargs # architecture options: `dropout` (wrn, allconvnet, mobilenetv2), `depth`/`growth`/`bottleneck`/`reduction` (densenet_bc)
+                 **kwargs # architecture options: `dropout` (wrn, allconvnet, mobilenetv2), `depth`/`growth`/`bottleneck`/`reduction` (densenet_bc),
+                 # `tokens`/`drop_path` (t2t_vit_14, t2t_vit_24)
                 ) -> Classifier:
     "Model `name` with a head of `num_classes + num_virtual` outputs, for images in [0, 1] with `in_channels` channels."
     build, fixed = _builder(name)
@@ -310,6 +429,7 @@ def create_model(name:str, # see `list_models()`
         if k not in allowed:
             raise TypeError(f"create_model({name!r}) got an unexpected keyword argument {k!r}; "
                             f"{name!r} accepts {', '.join(map(repr, allowed)) or 'no options'}")
+    if 'drop_path' in kwargs: kwargs['drop_path'] = check_range('drop_path', kwargs['drop_path'], 0, 1, hi_open=True)
     if 'dropout' in kwargs: kwargs['dropout'] = check_range('dropout', kwargs['dropout'], 0, 1, hi_open=True)
     if name == 'densenet_bc':
         b = kwargs.get('bottleneck', True)

@@ -4,51 +4,83 @@
 
 # %% ../nbs/13b_runs.ipynb #0f21eb42
 from __future__ import annotations
-import dataclasses, datetime, json, shutil, time
+import contextlib, dataclasses, datetime, os, shutil, time
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+try: import fcntl
+except ImportError: fcntl = None   # no advisory file locks (Windows): one process per output folder there
+
 # %% auto #0
-__all__ = ['train_run', 'label_grid', 'run_grid', 'records_frame', 'load_results', 'run_groups']
+__all__ = ['run_lock', 'train_run', 'label_grid', 'run_grid', 'records_frame', 'load_results', 'run_groups']
 
 # %% ../nbs/13b_runs.ipynb #f87df0d3
 from .core import atomic_save, atomic_write_json, default_device, environment
 from .config import RunConfig
-from .setup import fit_config, load_model, model_path, result_path
+from .setup import fit_config, load_model, model_path, read_result, result_path
 from .evals import EVALUATIONS, check_evals
 
+# %% ../nbs/13b_runs.ipynb #093170d9
+@contextlib.contextmanager
+def run_lock(out_dir, cfg:RunConfig):
+    "Hold run `cfg`'s lock under `out_dir` in the block; other processes wait for it (a dead process's is freed)."
+    path = Path(out_dir) / 'locks' / f'{cfg.run_id}.lock'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None: fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally: os.close(fd)                     # closing the file releases the lock
+
 # %% ../nbs/13b_runs.ipynb #06b7919b
-def _train(cfg:RunConfig, out_dir, dev, progress) -> tuple:
-    "Train `cfg`, keep its selected weights; the record without metrics, and the model."
+def _train(cfg:RunConfig, out_dir, dev, progress, pending:list) -> tuple:
+    "Train `cfg`, keep its selected weights and record it as trained with the `pending` evaluations; record and model."
     t0 = time.perf_counter()
     ckdir = Path(out_dir) / 'checkpoints' / cfg.run_id
     model, res = fit_config(cfg, out_dir, device=dev, checkpoint_dir=ckdir, resume=True, progress=progress)
     atomic_save(dict(model=model.state_dict(), config=asdict(cfg)), model_path(out_dir, cfg))
+    rec = dict(run_id=cfg.run_id, config=asdict(cfg), metrics=dict(val_accuracy=100 * res.best_val_acc),
+               best_epoch=res.best_epoch, history=res.history, environment=environment(dev),
+               timings=dict(train_seconds=res.seconds, total_seconds=time.perf_counter() - t0),
+               finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+               evals=[], pending=list(pending))
+    atomic_write_json(result_path(out_dir, cfg), rec)     # the model is recorded before any evaluation starts
     shutil.rmtree(ckdir, ignore_errors=True)
-    return dict(run_id=cfg.run_id, config=asdict(cfg), metrics=dict(val_accuracy=100 * res.best_val_acc),
-                best_epoch=res.best_epoch, history=res.history, environment=environment(dev),
-                timings=dict(train_seconds=res.seconds, total_seconds=time.perf_counter() - t0),
-                finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), model
+    return rec, model
+
+# %% ../nbs/13b_runs.ipynb #ca0da0eb
+def _evaluate(rec:dict, e:str, model, cfg:RunConfig, dev, path) -> dict:
+    "Add evaluation `e` of `model` to `rec` and save the record at once, so a later kill keeps it."
+    t = time.perf_counter()
+    rec['metrics'].update(EVALUATIONS[e](model.eval(), cfg, dev))
+    rec.setdefault('evals', []).append(e)
+    rec['timings'][f'eval_{e}_seconds'] = time.perf_counter() - t
+    rec['pending'] = [p for p in rec.get('pending', []) if p != e]
+    if not rec['pending']: del rec['pending']
+    atomic_write_json(path, rec)
+    return rec
+
+# %% ../nbs/13b_runs.ipynb #756cf62f
+def _kept_model(cfg:RunConfig, out_dir, dev, todo:list):
+    "The kept weights of a recorded run, to add the evaluations `todo`."
+    if not model_path(out_dir, cfg).exists():
+        raise FileNotFoundError(f"run {cfg.run_id} has a result file ({result_path(out_dir, cfg)}) but no model file "
+                                f"({model_path(out_dir, cfg)}) to evaluate {todo} on: delete the result file to rerun")
+    return load_model(cfg, out_dir, dev)
 
 # %% ../nbs/13b_runs.ipynb #736ab0cf
 def train_run(cfg:RunConfig, out_dir, evals=('accuracy',), device=None, progress:bool=False) -> dict:
     "Train (or reuse) the model of `cfg` under `out_dir`, add the `evals` its record lacks, and return the record."
-    evals, dev, path = check_evals(evals), default_device(device), result_path(out_dir, cfg)
-    model = None
-    if path.exists(): rec = json.loads(path.read_text())
-    else: rec, model = _train(cfg, out_dir, dev, progress)
-    todo = [e for e in evals if e not in rec.get('evals', [])]
-    if todo or not path.exists():
-        if todo and model is None: model = load_model(cfg, out_dir, dev)
-        for e in todo:
-            t = time.perf_counter()
-            rec['metrics'].update(EVALUATIONS[e](model.eval(), cfg, dev))
-            rec.setdefault('evals', []).append(e)
-            rec['timings'][f'eval_{e}_seconds'] = time.perf_counter() - t
-        atomic_write_json(path, rec)
+    evals, dev, path = check_evals(evals), default_device(device), result_path(out_dir, cfg.check_trainable())
+    with run_lock(out_dir, cfg):
+        rec, model = (read_result(path), None) if path.exists() else _train(cfg, out_dir, dev, progress, evals)
+        todo = [e for e in evals if e not in rec.get('evals', [])]
+        if todo and model is None: model = _kept_model(cfg, out_dir, dev, todo)
+        if todo: rec['pending'] = list(dict.fromkeys(rec.get('pending', []) + todo))
+        for e in todo: rec = _evaluate(rec, e, model, cfg, dev, path)
     return rec
 
 # %% ../nbs/13b_runs.ipynb #9ef53b1c
@@ -85,7 +117,7 @@ def records_frame(records: list) -> pd.DataFrame:
 # %% ../nbs/13b_runs.ipynb #fb840fd6
 def load_results(out_dir) -> pd.DataFrame:
     "Every result file under `out_dir/runs` as a frame."
-    return records_frame([json.loads(p.read_text()) for p in sorted((Path(out_dir) / 'runs').glob('*.json'))])
+    return records_frame([read_result(p) for p in sorted((Path(out_dir) / 'runs').glob('*.json'))])
 
 # %% ../nbs/13b_runs.ipynb #01869330
 def run_groups(groups:dict, out_dir, names=('method',), evals=('accuracy',), **kwargs) -> pd.DataFrame:

@@ -4,19 +4,19 @@
 
 # %% ../nbs/11b_setup.ipynb #af2ad7a2
 from __future__ import annotations
-import json, os
+import dataclasses, hashlib, json, os
 from pathlib import Path
 
 import torch
 
 # %% auto #0
-__all__ = ['real_classes', 'label_transform', 'build_model', 'result_path', 'model_path', 'config_of', 'load_model',
-           'augmentation', 'training_threat', 'outlier_set', 'unlabeled_set', 'make_regime', 'validation_set',
-           'fit_config']
+__all__ = ['real_classes', 'label_transform', 'build_model', 'result_path', 'model_path', 'read_result', 'config_of',
+           'load_model', 'augmentation', 'training_threat', 'outlier_set', 'unlabeled_set', 'make_regime',
+           'validation_set', 'data_fingerprint', 'run_identity', 'fit_config']
 
 # %% ../nbs/11b_setup.ipynb #d114bf30
 from .core import default_device, safe_load, seed_everything
-from .data import as_tensors, dataset_info, get_dataset
+from .data import _in_memory_parts, as_tensors, dataset_info, get_dataset
 from .labels import make_labels
 from .models import create_model, load_weights
 from .cbar import augmented_validation
@@ -55,6 +55,17 @@ def model_path(out_dir, cfg:RunConfig) -> Path:
     "Where the selected weights of `cfg` are kept under `out_dir`."
     return Path(out_dir) / 'models' / f'{cfg.run_id}.pt'
 
+# %% ../nbs/11b_setup.ipynb #0871a662
+def read_result(path) -> dict:
+    "The run record in `path`; a `ValueError` naming the file and what to do when it is empty or corrupt."
+    path = Path(path)
+    try: rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"result file {path} is not valid JSON ({e}); delete it to rerun the run") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get('config'), dict):
+        raise ValueError(f"result file {path} is not a run record (it has no config); delete it to rerun the run")
+    return rec
+
 # %% ../nbs/11b_setup.ipynb #473bd9be
 def config_of(run_id:str, out_dir) -> RunConfig:
     "The configuration of the finished run `run_id` in `out_dir`."
@@ -62,7 +73,7 @@ def config_of(run_id:str, out_dir) -> RunConfig:
     if not path.exists():
         raise FileNotFoundError(f"run {run_id} has no result in {path.parent}: "
                                 "train it first (teachers run before students)")
-    return RunConfig(**json.loads(path.read_text())['config'])
+    return RunConfig(**read_result(path)['config'])
 
 # %% ../nbs/11b_setup.ipynb #d39b1c1b
 def load_model(cfg:RunConfig, out_dir, device=None) -> torch.nn.Module:
@@ -136,6 +147,23 @@ def validation_set(cfg:RunConfig, seed:int=0): # seed of the augmented set's dra
     x, y = as_tensors(val)
     return augmented_validation(x, y, generator=torch.Generator().manual_seed(seed))
 
+# %% ../nbs/11b_setup.ipynb #6999a818
+def data_fingerprint(dataset) -> str:
+    "A short hash of a dataset's images and labels (of its type and length only when it is not held in memory)."
+    h = hashlib.sha1(f'{len(dataset)}'.encode())
+    parts = _in_memory_parts(dataset)
+    if parts is None: h.update(type(dataset).__name__.encode())
+    for t in parts or ():
+        t = t.detach().cpu().contiguous()
+        h.update(f'{t.dtype}{tuple(t.shape)}'.encode())
+        h.update(t.numpy())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/11b_setup.ipynb #c544b691
+def run_identity(cfg:RunConfig, train) -> dict:
+    "What a checkpoint of `cfg` must have been written by: the configuration and the fingerprint of its training data."
+    return dict(run_id=cfg.run_id, config=dataclasses.asdict(cfg), data=data_fingerprint(train))
+
 # %% ../nbs/11b_setup.ipynb #8693b41e
 def fit_config(cfg:RunConfig, out_dir=None, # the output folder that holds the teacher runs (KD, ARD, RST)
                val_data=None, # validation data; None: `validation_set(cfg)`
@@ -152,5 +180,5 @@ def fit_config(cfg:RunConfig, out_dir=None, # the output folder that holds the t
     val = validation_set(cfg) if val_data is None else val_data
     res = fit(model, train, val, cfg.recipe_(), labels=labels, augment=augment, loss_fn=loss_fn,
               num_classes=real_classes(cfg), checkpoint_dir=checkpoint_dir, resume=resume, seed=cfg.seed,
-              progress=progress, device=dev, callback=callback)
+              progress=progress, device=dev, callback=callback, identity=run_identity(cfg, train))
     return model, res

@@ -17,10 +17,10 @@ from optuna.trial import TrialState
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'PRUNERS', 'ORPHAN_GRACE', 'HEARTBEAT_INTERVAL', 'HEARTBEAT_GRACE', 'FINISHED', 'trial_seed',
-           'TrialSeededTPESampler', 'TrialSeededRandomSampler', 'TrialSeededGridSampler', 'space_grid', 'make_sampler',
-           'make_pruner', 'quiet_optuna', 'worker_info', 'process_alive', 'retry_trial', 'recover_trials', 'redact_url',
-           'default_storage', 'open_storage', 'study_identity', 'default_study_name', 'study_attrs', 'open_study',
-           'load_study']
+           'draw_number', 'TrialSeededTPESampler', 'TrialSeededRandomSampler', 'TrialSeededGridSampler', 'space_grid',
+           'make_sampler', 'make_pruner', 'quiet_optuna', 'worker_info', 'process_alive', 'retry_trial',
+           'recover_trials', 'redact_url', 'default_storage', 'open_storage', 'study_identity', 'default_study_name',
+           'study_attrs', 'open_study', 'load_study']
 
 # %% ../nbs/12a_study.ipynb #9063c54b
 import robust_labels
@@ -33,11 +33,18 @@ def trial_seed(seed:int, number:int) -> int:
     seq = np.random.SeedSequence([check_int('seed', seed, 0), check_int('number', number, 0)])
     return int(seq.generate_state(1)[0])
 
+# %% ../nbs/12a_study.ipynb #58962700
+def draw_number(study:optuna.Study, trial:optuna.trial.FrozenTrial) -> int:
+    "The number of `trial`'s draw: the earlier trials that drew their own parameters (a retry draws as its original)."
+    first = trial.system_attrs.get('failed_trial', trial.number)
+    return sum(t.number < first and 'failed_trial' not in t.system_attrs and not t.user_attrs.get('surplus')
+               for t in study.get_trials(deepcopy=False))
+
 # %% ../nbs/12a_study.ipynb #88cf6f30
 class _TrialSeeded:
-    "Mixin: reseed the sampler's random state (and its start-up sampler's) from (seed, trial number) before each trial."
+    "Mixin: reseed the sampler's random state (and its start-up sampler's) from (seed, draw number) before each trial."
     def before_trial(self, study, trial):
-        s = trial_seed(self.base_seed, trial.number)
+        s = trial_seed(self.base_seed, draw_number(study, trial))
         for smp in (self, getattr(self, '_random_sampler', None)):
             if smp is not None: smp._rng.rng.seed(s)
         super().before_trial(study, trial)
@@ -242,6 +249,20 @@ def _repair_journal(path:Path):
     finally: lock.release()
     warnings.warn(f"journal {path} ended in an incomplete line (a writer was killed while writing); it was dropped")
 
+# %% ../nbs/12a_study.ipynb #73764e56
+def _check_journal(path:Path):
+    "A `ValueError` naming `path` and the line when a complete line of the journal is not an Optuna journal record."
+    if not path.is_file(): return
+    with open(path, 'rb') as f:
+        for n, line in enumerate(f, 1):
+            if not line.endswith(b'\n'): return                # a torn last line: `_repair_journal` drops it
+            try: rec = json.loads(line)
+            except ValueError: rec = None
+            if not isinstance(rec, dict) or 'op_code' not in rec:
+                raise ValueError(f"journal {path} is damaged: line {n} is not an Optuna journal record, so the trials "
+                                 "after it cannot be read; restore the file from a backup, or move it aside to start "
+                                 "the study again with no trials")
+
 # %% ../nbs/12a_study.ipynb #732fc078
 def _open_rdb(url:str, max_retry):
     scheme = url.split('://', 1)[0].split('+')[0].lower()
@@ -272,8 +293,12 @@ def open_storage(storage=None, # None (a journal file under the cache), a journa
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _repair_journal(path)
+        _check_journal(path)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except OSError as e: raise ValueError(f"storage {path} cannot be opened as a journal file: {e}") from None
+    except (KeyError, TypeError, IndexError) as e:   # JSON records that are not the operations Optuna wrote
+        raise ValueError(f"journal {path} is damaged ({type(e).__name__}: {e}): restore it from a backup, or move it "
+                         "aside to start the study again with no trials") from None
 
 # %% ../nbs/12a_study.ipynb #8b8ffb56
 def _normal(obj):
@@ -295,6 +320,7 @@ def study_identity(config:RunConfig, space:dict) -> dict:
     "What a study stores to recognise its configuration: the shared fields, the resolved `space` and the recipe."
     d = {k: getattr(config, k) for k in _SHARED}
     d.update(space=_space_record(space), validation=config.val)
+    if config.val == 'augmented' and config.seed != 0: d['validation_seed'] = 0   # the draw the runs select on
     defaults = RunConfig.__dataclass_fields__
     d.update({k: v for k, v in asdict(config).items()
               if k not in (*_SHARED, *_SEARCHED, 'val') and v != defaults[k].default})   # e.g. regime, l1

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_write, check_choice, repo_root
+from .core import atomic_write, check_choice
+from .resources import shipped
 from .evals import EVALUATIONS
 from .runs import load_results, records_frame
 
@@ -79,8 +80,8 @@ def compare_best(
 
 # %% ../nbs/14a_tables.ipynb #ddbed9a8
 def paper_table(name: str) -> pd.DataFrame:
-    "The paper's numbers for table `name`, from `data/paper/<name>.csv`."
-    path = repo_root() / 'data' / 'paper' / f'{name}.csv'
+    "The paper's numbers for table `name`, from the shipped `data/paper/<name>.csv`."
+    path = shipped('data', 'paper', f'{name}.csv')
     if not path.exists():
         known = sorted(p.stem for p in path.parent.glob('*.csv'))
         raise ValueError(f"name must be a table with reference numbers, one of {known}; got {name!r}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #ad93fa9c
 from __future__ import annotations
-import copy, dataclasses, math, time
+import copy, dataclasses, json, math, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -96,10 +96,14 @@ def get_recipe(recipe:str|Recipe|None=None, **changes) -> Recipe:
     return recipe.replace(**changes) if changes else recipe
 
 # %% ../nbs/09_train.ipynb #689da9cc
-def make_optimizer(model:nn.Module, recipe:Recipe):
+def make_optimizer(model:nn.Module, recipe:Recipe,
+                   impl:str|None=None): # 'fused', 'foreach' or 'for-loop'; default fused on CUDA, else foreach
     "SGD and its learning-rate scheduler for `recipe`."
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                          nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    params = list(model.parameters())
+    if impl is None: impl = 'fused' if params and all(p.is_cuda for p in params) else 'foreach'
+    check_choice('impl', impl, ['fused', 'foreach', 'for-loop'])
+    opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                          weight_decay=recipe.weight_decay, foreach=impl == 'foreach', fused=impl == 'fused')
     if recipe.schedule == 'cosine':
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs)
     elif recipe.schedule == 'multistep':
@@ -117,6 +121,13 @@ def as_dataset(data) -> Dataset:
         return TensorDataset(*data)
     raise TypeError(f"data must be a torch Dataset or an (x, y) pair of tensors, got {type(data).__name__}")
 
+# %% ../nbs/09_train.ipynb #2b2b789d
+def _nonempty(name:str, data) -> Dataset:
+    "`data` as a Dataset, refusing one that has no examples."
+    ds = as_dataset(data)
+    if hasattr(ds, '__len__') and len(ds) == 0: raise ValueError(f"{name} is empty: it needs at least one example")
+    return ds
+
 # %% ../nbs/09_train.ipynb #5751f263
 def _num_classes(model, num_classes=None) -> int|None:
     "K: the explicit argument, else the model's `num_classes` attribute."
@@ -129,18 +140,20 @@ def evaluate(model:nn.Module, data, # a Dataset or an (x, y) pair of tensors
              transform:Callable|None=None, # batch transform `(x, y) -> (x, y)` applied to the inputs first
              batch_size:int=512, device=None) -> float:
     "Top-1 accuracy of `model` on `data`, predicting with the first `num_classes` logits."
+    ds = _nonempty('data', data)
     device = next(model.parameters()).device if device is None else default_device(device)
     K, was_training = _num_classes(model, num_classes), model.training
     model.eval()
-    correct = total = 0
+    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
     try:
-        for x, y in make_loader(as_dataset(data), batch_size, device=device):
+        for x, y in make_loader(ds, batch_size, device=device):
             x, y = x.to(device), y.to(device)
             if transform is not None: x, y = transform(x, y)
-            correct += (real_logits(model(x), K).argmax(1) == y).sum().item()
+            correct += (real_logits(model(x), K).argmax(1) == y).sum()
             total += len(y)
     finally: model.train(was_training)
-    return correct / max(total, 1)
+    if total == 0: raise ValueError("data is empty: it gave no batches")
+    return correct.item() / total
 
 # %% ../nbs/09_train.ipynb #38309d27
 def standard_loss(model:nn.Module, x:torch.Tensor, targets:torch.Tensor) -> torch.Tensor:
@@ -189,13 +202,26 @@ class FitState:
     channels_last: bool = False
     result: FitResult = field(default_factory=FitResult)
     best_state: dict|None = None               # the best epoch's weights so far
+    identity: dict|None = None                 # the caller's run configuration and data fingerprint (JSON form)
+
+# %% ../nbs/09_train.ipynb #3910326c
+def _json_identity(identity:dict|None) -> dict|None:
+    "`identity` in its stored (JSON) form; `None` stays `None`."
+    if identity is None: return None
+    try:
+        if not isinstance(identity, dict): raise TypeError(f"got {type(identity).__name__}")
+        return json.loads(json.dumps(identity, sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"identity must be a JSON-able dict (or None): {e}") from None
 
 # %% ../nbs/09_train.ipynb #f12e962e
 def fit_state(model:nn.Module, recipe:str|Recipe|None=None, *, labels:LabelTransform|Callable|None=None,
               augment:Callable|None=None, loss_fn:Callable=standard_loss, num_classes:int|None=None,
-              device=None, amp:bool|None=None, channels_last:bool|None=None, seed:int=0) -> FitState:
+              device=None, amp:bool|None=None, channels_last:bool|None=None, seed:int=0,
+              identity:dict|None=None, compile:bool=False) -> FitState:
     "A fresh `FitState` for training `model` with `recipe` (arguments as for `fit`)."
     recipe = get_recipe(recipe)
+    identity = _json_identity(identity)
     device = default_device(device)
     cuda = device.type == 'cuda'
     amp = cuda if amp is None else amp
@@ -206,22 +232,22 @@ def fit_state(model:nn.Module, recipe:str|Recipe|None=None, *, labels:LabelTrans
     labels = OneHot(K) if labels is None else labels
     model.to(device)
     if channels_last: model.to(memory_format=torch.channels_last)
+    if compile: model.compile()
     opt, sched = make_optimizer(model, recipe)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler('cuda', enabled=amp and amp_dtype == torch.float16)
     return FitState(model, recipe, opt, sched, scaler, torch.Generator().manual_seed(seed), labels, K, loss_fn,
-                    augment, device, amp, amp_dtype, channels_last)
+                    augment, device, amp, amp_dtype, channels_last, identity=identity)
 
 # %% ../nbs/09_train.ipynb #69fa5ebb
 def train_step(state:FitState, x:torch.Tensor, y:torch.Tensor, epoch:int=0) -> tuple:
-    "One optimiser step on the batch `(x, y)`: `(loss, batch size)`."
+    "One optimiser step on the batch `(x, y)`: `(loss, batch size)`, the loss still on the device."
     x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
     if state.augment is not None: x, y = state.augment(x, y)
     x, targets = state.labels(x, y)
     if state.channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(state.device.type, dtype=state.amp_dtype, enabled=state.amp):
         loss = state.loss_fn(state.model, x, targets)
-    if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}")
     state.opt.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     state.scaler.step(state.opt)
@@ -229,21 +255,33 @@ def train_step(state:FitState, x:torch.Tensor, y:torch.Tensor, epoch:int=0) -> t
     if hasattr(state.loss_fn, 'after_step'): state.loss_fn.after_step(state.model)
     return loss.detach(), len(y)
 
+# %% ../nbs/09_train.ipynb #a70da1c8
+def _check_finite(loss:torch.Tensor, epoch:int):
+    "Raise when the (first non-finite, else latest) loss of the epoch is not finite."
+    if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}")
+
 # %% ../nbs/09_train.ipynb #b1d13795
 def train_epoch(state:FitState, loader, epoch:int, # 0-based
-                val_data=None, val_transform:Callable|None=None, progress:bool=False) -> dict:
+                val_data=None, val_transform:Callable|None=None, progress:bool=False,
+                check_every:int=50) -> dict: # steps between checks that the loss is finite
     "Train `state.model` one epoch on `loader`, step the schedule and validate: the epoch's record."
+    check_every = check_int('check_every', check_every, 1)
     te, model = time.perf_counter(), state.model.train()
     if hasattr(state.loss_fn, 'start_epoch'): state.loss_fn.start_epoch(epoch)
-    tot, n = 0.0, 0
-    for x, y in tqdm(loader, desc=f'epoch {epoch + 1}', leave=False, disable=not progress):
+    dtype = torch.float32 if state.device.type == 'mps' else torch.float64
+    tot, first_bad, n = torch.zeros((), dtype=dtype, device=state.device), torch.zeros((), device=state.device), 0
+    for i, (x, y) in enumerate(tqdm(loader, desc=f'epoch {epoch + 1}', leave=False, disable=not progress), 1):
         loss, size = train_step(state, x, y, epoch)
-        tot += loss.item() * size
+        tot += loss.to(dtype) * size
+        first_bad = torch.where(torch.isfinite(first_bad), loss.float(), first_bad)
         n += size
+        if i % check_every == 0: _check_finite(first_bad, epoch)
+    if n == 0: raise ValueError("train_data is empty: the loader gave no batches")
+    _check_finite(first_bad, epoch)
     lr = state.opt.param_groups[0]['lr']
     state.sched.step()
     val = evaluate(model, val_data, state.num_classes, val_transform) if val_data is not None else float('nan')
-    return dict(epoch=epoch + 1, train_loss=tot / max(n, 1), val_acc=val, lr=lr, seconds=time.perf_counter() - te)
+    return dict(epoch=epoch + 1, train_loss=tot.item() / n, val_acc=val, lr=lr, seconds=time.perf_counter() - te)
 
 # %% ../nbs/09_train.ipynb #5107a544
 def keep_best(state:FitState, rec:dict, validated:bool=True) -> bool:
@@ -273,9 +311,18 @@ def _plain(d:dict) -> dict:
     "Tuples as lists, so a recipe compares equal to its stored form."
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
+# %% ../nbs/09_train.ipynb #e77a6285
+def _fields(d:dict, prefix:str='') -> dict:
+    "A nested dict as one level of dotted keys."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v: out.update(_fields(v, f'{prefix}{k}.'))
+        else: out[f'{prefix}{k}'] = v
+    return out
+
 # %% ../nbs/09_train.ipynb #ee9908c0
-def _check_compatible(ckpt:dict, model:nn.Module, recipe:Recipe, path:Path):
-    "Refuse a checkpoint written for another model configuration or recipe."
+def _check_compatible(ckpt:dict, model:nn.Module, recipe:Recipe, path:Path, identity:dict|None=None):
+    "Refuse a checkpoint written for another model configuration, recipe or run identity."
     want = getattr(model, 'config', None)
     if want is not None and ckpt.get('model_config') is not None and ckpt['model_config'] != want:
         raise ValueError(f"checkpoint {path} was written for model {ckpt['model_config']}, not {want}")
@@ -283,31 +330,53 @@ def _check_compatible(ckpt:dict, model:nn.Module, recipe:Recipe, path:Path):
     diff = {k: (saved.get(k), v) for k, v in _plain(asdict(recipe)).items() if saved.get(k) != v}
     if diff:
         raise ValueError(f"checkpoint {path} was written with another recipe; differing fields (saved, now): {diff}")
+    if ckpt.get('identity') is None or identity is None: return
+    a, b = _fields(ckpt['identity']), _fields(identity)
+    keys = sorted(a.keys() | b.keys())
+    diff = {k: (a.get(k, '<absent>'), b.get(k, '<absent>')) for k in keys if a.get(k, a) != b.get(k, a)}
+    if diff: raise ValueError(f"checkpoint {path} was written by another run; differing fields (saved, now): {diff}")
 
 # %% ../nbs/09_train.ipynb #fb880db6
 def save_checkpoint(state:FitState, ckdir:Path, epoch:int, # epochs done (1-based number of the last one)
                     new_best:bool=False):
-    "Write `ckdir/last.pt` with all of `state`, and `ckdir/best.pt` when this epoch is the new best."
+    "Write `ckdir/last.pt` with all of `state`, then `ckdir/best.pt` when this epoch is the new best."
     model, res = state.model, state.result
-    if new_best:
-        atomic_save({'model': state.best_state, 'epoch': epoch, 'val_acc': res.best_val_acc,
-                     'model_config': getattr(model, 'config', None)}, ckdir / 'best.pt')
     regime = state.loss_fn.state_dict() if hasattr(state.loss_fn, 'state_dict') else None
     atomic_save(dict(model=model.state_dict(), optimizer=state.opt.state_dict(), scheduler=state.sched.state_dict(),
                      scaler=state.scaler.state_dict(), epoch=epoch, history=res.history,
                      best_epoch=res.best_epoch, best_val_acc=res.best_val_acc, rng=_rng_state(state.loader_gen),
                      recipe=_plain(asdict(state.recipe)), model_config=getattr(model, 'config', None),
-                     regime=regime), ckdir / 'last.pt')
+                     regime=regime, identity=state.identity), ckdir / 'last.pt')
+    if new_best:
+        atomic_save({'model': state.best_state, 'epoch': epoch, 'val_acc': res.best_val_acc,
+                     'model_config': getattr(model, 'config', None)}, ckdir / 'best.pt')
+
+# %% ../nbs/09_train.ipynb #7ebae398
+def _best_weights(ck:dict, ckdir:Path, device) -> dict:
+    "The best epoch's weights for the checkpoint `ck` of `ckdir/last.pt`, repairing a `best.pt` a kill left behind."
+    path = ckdir / 'best.pt'
+    best = safe_load(path, map_location=device) if path.exists() else None
+    if best is not None and best['epoch'] == ck['best_epoch']: return best['model']
+    if ck['best_epoch'] == ck['epoch']:       # killed after writing last.pt, before best.pt: last.pt holds them
+        atomic_save({'model': ck['model'], 'epoch': ck['epoch'], 'val_acc': ck['best_val_acc'],
+                     'model_config': ck.get('model_config')}, path)
+        return ck['model']
+    held = 'no file' if best is None else f"epoch {best['epoch']}"
+    raise CheckpointError(f"{path} holds {held} but {ckdir / 'last.pt'} records best epoch {ck['best_epoch']}: "
+                          f"the pair is inconsistent; delete {ckdir} to train this run again")
 
 # %% ../nbs/09_train.ipynb #d2de4c3f
 def load_checkpoint(state:FitState, ckdir:Path) -> int:
-    "Restore `state` from `ckdir/last.pt` (and its best weights from `best.pt`): the epochs already done (0: none)."
+    "Restore `state` from `ckdir/last.pt` (and its best weights): the epochs already done (0: none)."
     last, res = ckdir / 'last.pt', state.result
     if not last.exists(): return 0
     ck = safe_load(last, map_location=state.device)
-    _check_compatible(ck, state.model, state.recipe, last)
+    _check_compatible(ck, state.model, state.recipe, last, state.identity)
+    state.best_state = _best_weights(ck, ckdir, state.device)
     load_weights(state.model, ck['model'])
+    impl = [{k: g[k] for k in ('foreach', 'fused')} for g in state.opt.param_groups]
     state.opt.load_state_dict(ck['optimizer'])
+    for g, kept in zip(state.opt.param_groups, impl): g.update(kept)   # this machine's SGD implementation
     state.sched.load_state_dict(ck['scheduler'])
     state.scaler.load_state_dict(ck['scaler'])
     _set_rng_state(ck['rng'], state.loader_gen)
@@ -315,7 +384,6 @@ def load_checkpoint(state:FitState, ckdir:Path) -> int:
         state.loss_fn.load_state_dict(ck['regime'])
     res.resumed_from = ck['epoch']
     res.history, res.best_epoch, res.best_val_acc = ck['history'], ck['best_epoch'], ck['best_val_acc']
-    if (ckdir / 'best.pt').exists(): state.best_state = safe_load(ckdir / 'best.pt', map_location=state.device)['model']
     return ck['epoch']
 
 # %% ../nbs/09_train.ipynb #aa366a02
@@ -331,20 +399,27 @@ def fit(model:nn.Module, train_data, # a Dataset or an (x, y) pair of tensors
         checkpoint_dir=None, resume:bool=False, # write last.pt/best.pt there; continue from last.pt
         seed:int=0, progress:bool=True, restore_best:bool=True,
         callback:Callable|None=None, # called with each epoch's record; may raise to stop (e.g. a pruned trial)
-        num_workers:int=0) -> FitResult:
+        num_workers:int=0,
+        identity:dict|None=None, # JSON-able run configuration and data fingerprint; a resumed checkpoint must match
+        check_every:int=50, # steps between checks that the loss is finite (each check waits for the device)
+        compile:bool=False) -> FitResult: # train a `torch.compile`d model
     "Train `model` on `train_data` with `recipe`, validating each epoch and keeping the best weights."
     recipe = get_recipe(recipe)
+    check_every = check_int('check_every', check_every, 1)
+    train_ds = _nonempty('train_data', train_data)
+    if val_data is not None: _nonempty('val_data', val_data)
     seed_everything(seed)
     state = fit_state(model, recipe, labels=labels, augment=augment, loss_fn=loss_fn, num_classes=num_classes,
-                      device=device, amp=amp, channels_last=channels_last, seed=seed)
+                      device=device, amp=amp, channels_last=channels_last, seed=seed, identity=identity,
+                      compile=compile)
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     start = load_checkpoint(state, ckdir) if resume and ckdir is not None else 0
-    loader = make_loader(as_dataset(train_data), recipe.batch_size, shuffle=True, device=state.device,
+    loader = make_loader(train_ds, recipe.batch_size, shuffle=True, device=state.device,
                          generator=state.loader_gen, num_workers=num_workers, drop_last=False)
     t0 = time.perf_counter()
     bar = tqdm(range(start, recipe.epochs), desc='epochs', disable=not progress, initial=start, total=recipe.epochs)
     for epoch in bar:
-        rec = train_epoch(state, loader, epoch, val_data, val_transform, progress)
+        rec = train_epoch(state, loader, epoch, val_data, val_transform, progress, check_every)
         new_best = keep_best(state, rec, validated=val_data is not None)
         if ckdir: save_checkpoint(state, ckdir, epoch + 1, new_best)
         bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec['val_acc']:.3f}")

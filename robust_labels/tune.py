@@ -4,7 +4,7 @@
 
 # %% ../nbs/12b_tune.ipynb #7d1743dd
 from __future__ import annotations
-import contextlib, dataclasses, datetime, math, os, re, shutil, time
+import contextlib, dataclasses, datetime, math, os, re, shlex, shutil, signal, sys, threading, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['C', 'XI_MAX', 'SPACES', 'default_space', 'search_space', 'tuning_space', 'suggest', 'Objective', 'tune',
-           'best_config', 'best_record']
+           'StudyIncomplete', 'best_config', 'best_record']
 
 # %% ../nbs/12b_tune.ipynb #2a2c90df
 import robust_labels
@@ -26,7 +26,8 @@ from .models import create_model
 from .config import RunConfig
 from .setup import fit_config, validation_set
 from .study import (FINISHED, PRUNERS, SAMPLERS, default_storage, default_study_name, open_study,
-                                 quiet_optuna, recover_trials, retry_trial, space_grid, study_attrs, worker_info)
+                                 process_alive, quiet_optuna, recover_trials, redact_url, retry_trial, space_grid,
+                                 study_attrs, worker_info)
 
 # %% ../nbs/12b_tune.ipynb #518436bc
 C, XI_MAX = 'c', '1-1/c'   # symbols resolved with the dataset's number of classes c
@@ -162,7 +163,7 @@ class Objective:
         info = dataset_info(config.dataset)
         create_model(config.model, info.num_classes, in_channels=info.shape[0])   # an unknown model fails here
         get_dataset(config.dataset, 'train')                                      # and missing data
-        val = validation_set(config, seed=config.seed)     # one draw for the study, from its seed
+        val = validation_set(config)                        # the draw the table runs select on (seed 0)
         self.val = as_tensors(val) if config.val == 'clean' else val
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.current = None   # number of the trial being run
@@ -284,18 +285,68 @@ def tune(config:RunConfig, n_trials:int, # finished (complete or pruned) trials 
 # %% ../nbs/12b_tune.ipynb #cd9c3a84
 _WORKER_CMD = 'import pickle, sys; from robust_labels.tune import _worker; _worker(*pickle.load(sys.stdin.buffer))'
 
+# %% ../nbs/12b_tune.ipynb #4ac48eda
+def _die_with_parent(parent:int):
+    "End this worker process when process `parent` dies: Linux's parent-death signal, and the end of stdin anywhere."
+    if sys.platform.startswith('linux'):
+        import ctypes
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent: os._exit(1)                                    # the parent died before that
+    def watch():   # reads the pipe's file descriptor, not sys.stdin: a thread blocked there would stall shutdown
+        while os.read(fd, 1 << 16): pass       # returns b'' when the parent's end of the pipe closes
+        os._exit(1)
+    fd = sys.stdin.fileno()
+    threading.Thread(target=watch, daemon=True, name='parent-watchdog').start()
+
 # %% ../nbs/12b_tune.ipynb #1d03f5ee
-def _worker(kwargs:dict, index:int, threads:int):
-    "One worker process of `tune(..., workers=n)`: its arguments arrive pickled on stdin."
+def _worker(kwargs:dict, index:int, threads:int, parent:int|None=None):
+    "One worker process of `tune(..., workers=n)`: its arguments arrive pickled on stdin, from process `parent`."
+    if parent is not None: _die_with_parent(parent)
     if kwargs.get('device') is None and torch.cuda.is_available():
         kwargs['device'] = f'cuda:{index % torch.cuda.device_count()}'
     tune(**kwargs, workers=1, threads=threads, progress=False)
 
+# %% ../nbs/12b_tune.ipynb #1eee274f
+class StudyIncomplete(RuntimeError):
+    "`tune(..., workers=n)` ended with fewer finished trials than requested (its workers died)."
+
+# %% ../nbs/12b_tune.ipynb #4514665e
+def _rerun_command(study_name:str, storage:str) -> str:
+    "What resumes this search: the `robust-labels tune` command line that started it, else the `tune` call."
+    argv = sys.argv
+    if len(argv) > 1 and Path(argv[0]).name in ('robust-labels', 'cli.py') and argv[1] == 'tune':
+        return redact_url(shlex.join(['robust-labels', *argv[1:]]))
+    return f"tune(...) again with study_name={study_name!r}, storage={redact_url(storage)!r}"
+
+# %% ../nbs/12b_tune.ipynb #ada47d83
+def _study_state(study:optuna.Study, n_trials:int) -> tuple:
+    "The finished trials of `study`, and a line saying where it stands against the `n_trials` requested."
+    ts = study.get_trials(deepcopy=False)
+    n = lambda *states: sum(t.state in states for t in ts)
+    failed = sum(t.state == TrialState.FAIL and not t.user_attrs.get('surplus') for t in ts)
+    dead = sum(t.state == TrialState.RUNNING and process_alive(t.user_attrs.get('worker')) is False for t in ts)
+    done = n(*FINISHED)
+    return done, (f"{min(done, n_trials)} of {n_trials} requested trials finished ({n(TrialState.COMPLETE)} complete, "
+                  f"{n(TrialState.PRUNED)} pruned), {failed} failed, {dead} interrupted, "
+                  f"{n(TrialState.RUNNING) - dead} running elsewhere")
+
+# %% ../nbs/12b_tune.ipynb #68156e1e
+def _check_workers(study:optuna.Study, n_trials:int, codes:list, storage:str):
+    "Warn when workers died but the study is finished; raise `StudyIncomplete` when requested trials are missing."
+    dead = [c for c in codes if c != 0]
+    if not dead: return
+    done, state = _study_state(study, n_trials)
+    what = f"{len(dead)} of {len(codes)} workers of study {study.study_name!r} died (exit codes {dead})"
+    if done >= n_trials: return warnings.warn(f"{what}; the others finished the study: {state}", stacklevel=3)
+    raise StudyIncomplete(f"{what}: {state}; the finished trials are kept, and the interrupted ones are retried "
+                          f"when you rerun {_rerun_command(study.study_name, storage)}")
+
 # %% ../nbs/12b_tune.ipynb #28c7ce77
 def _run_workers(config, space, n_trials, storage, study_name, sampler, pruner, workers, device, checkpoint_dir,
                  max_retry, threads, progress):
-    "Start `workers` processes on one study and wait for them."
-    import pickle, subprocess, sys
+    "Start `workers` processes on one study, wait for them, and report where the study stands."
+    import pickle, subprocess
     from robust_labels import config as module          # the workers import the package: hand them its own class
     if isinstance(storage, optuna.storages.BaseStorage):
         raise ValueError("workers > 1 need a storage that other processes can open: a journal path or an RDB URL, "
@@ -314,8 +365,8 @@ def _run_workers(config, space, n_trials, storage, study_name, sampler, pruner, 
     try:
         for i in range(workers):
             procs.append(p := subprocess.Popen([sys.executable, '-c', _WORKER_CMD], stdin=subprocess.PIPE, env=env))
-            p.stdin.write(pickle.dumps((kwargs, i, threads)))
-            p.stdin.close()
+            p.stdin.write(pickle.dumps((kwargs, i, threads, os.getpid())))
+            p.stdin.flush()                # and kept open while the worker runs: see `_die_with_parent`
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
             bar.n = min(_count(study, FINISHED), n_trials)
@@ -326,11 +377,11 @@ def _run_workers(config, space, n_trials, storage, study_name, sampler, pruner, 
         for p in procs: p.wait()
         raise
     finally:
+        for p in procs:
+            with contextlib.suppress(OSError): p.stdin.close()
         bar.n = min(_count(study, FINISHED), n_trials)
         bar.close()
-    failed = [p.returncode for p in procs if p.returncode != 0]
-    if failed: raise RuntimeError(f"{len(failed)} of {workers} workers of study {name!r} failed (exit codes {failed}); "
-                                  "its finished trials are kept: run tune again to resume")
+    _check_workers(study, n_trials, [p.returncode for p in procs], storage)
     return study
 
 # %% ../nbs/12b_tune.ipynb #f815f8f3

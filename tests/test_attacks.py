@@ -248,7 +248,9 @@ def test_presets_match_the_papers():
         c = get_attack(name)
         assert (c.norm, c.eps, c.step, c.steps, c.loss, c.targeted) == w and c.kind == 'pgd' and c.source
     assert (get_attack('vs-autoattack').n_target_classes, get_attack('vs-autoattack+').n_target_classes) == (9, None)
-    assert set(ATTACKS) == set(want) | {'vs-autoattack', 'vs-autoattack+'}
+    assert set(ATTACKS) == set(want) | {'vs-autoattack', 'vs-autoattack+', 'vs-autoattack-official',
+                                        'vs-autoattack+-official'}
+    assert [get_attack(n).protocol for n in ('vs-autoattack', 'vs-autoattack-official')] == ['ours', 'vs-official']
     with pytest.raises(ValueError, match='name must be one of'): get_attack('pgd-20')
     with pytest.raises(ValueError, match='kind must be one of'): AttackConfig('x', 'linf', 0.1, 0.01, 1, kind='fgsm')
     with pytest.raises(ValueError, match='eps must be in'): AttackConfig('x', 'linf', 2.0, 0.01, 1)
@@ -451,3 +453,119 @@ def test_pgd_on_a_library_model(digits):
     x_adv = pgd(model, x[:16], y[:16], 'l2', 0.5, 0.1, 3, num_classes=K, generator=torch.Generator().manual_seed(0))
     assert model.training and flat_norm(x_adv - x[:16]).max() <= 0.5 + 1e-5
     assert 0 <= robust_accuracy(model, x[:16], y[:16], 'vs-pgd20', num_classes=K) <= 1
+
+
+# ---------------------------------------------------------------- issue 11 §3: the lean PGD gives the same numbers
+
+def _reference_pgd(model, x, y, norm, eps, step, steps, generator, targeted=False, num_classes=None, loss='ce',
+                   random_start=True):
+    "PGD as the library wrote it before the speed work (out-of-place steps, per-sample loss then sum, sign factor)."
+    from robust_labels.attacks import LOSSES, random_init
+    from robust_labels.perturb import _per_sample
+    x_adv = random_init(x, norm, eps, generator) if random_start else x.clone()
+    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    sign = -1. if targeted else 1.
+    with torch.enable_grad():
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            logits = model(x_adv)
+            if num_classes is not None: logits = logits[:, :num_classes]
+            grad, = torch.autograd.grad(sign * LOSSES[loss](logits, y).sum(), x_adv)
+            with torch.no_grad():
+                if norm == 'linf': x_adv = torch.clamp(x_adv + step * grad.sign(), lo, hi)
+                else:
+                    tiny = torch.finfo(x.dtype).tiny
+                    delta = x_adv + step * grad / _per_sample(flat_norm(grad).clamp_min(tiny), x) - x
+                    n = flat_norm(delta)
+                    scale = torch.where(n > eps, eps / n.clamp_min(tiny), torch.ones_like(n))
+                    x_adv = (x + delta * _per_sample(scale, x)).clamp(0, 1)
+    return x_adv.detach()
+
+
+@pytest.mark.parametrize('norm,eps,step', [('linf', 8/255, 2/255), ('l2', 0.5, 0.1), ('l2', 0.3, 1/800)])
+@pytest.mark.parametrize('kw', [{}, dict(targeted=True), dict(num_classes=10), dict(loss='cw'), dict(random_start=False),
+                                dict(num_classes=10, loss='cw', targeted=True)])
+def test_pgd_numbers_identical_to_the_reference(norm, eps, step, kw):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 64, 13)).eval()
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    ours = pgd(net, x, y, norm, eps, step, 6, generator=torch.Generator().manual_seed(1), **kw)
+    ref = _reference_pgd(net, x, y, norm, eps, step, 6, torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(ours, ref)
+
+
+# ---------------------------------------------------------------- issue 10 §4: the papers' protocols, named
+
+def test_l2_random_start_radius_or_ball():
+    from robust_labels.attacks import random_init
+    x = torch.full((4000, 3, 8, 8), 0.5)
+    r_ball = flat_norm(random_init(x, 'l2', 0.4, torch.Generator().manual_seed(0)) - x)
+    r_radius = flat_norm(random_init(x, 'l2', 0.4, torch.Generator().manual_seed(0), how='radius') - x)
+    assert r_ball.min() > 0.35                                   # uniform in a 192-d ball: radius ~ eps
+    assert abs(float(r_radius.mean()) - 0.2) < 0.01 and r_radius.max() <= 0.4 + 1e-6   # torchattacks: U[0, eps]
+    assert abs(float((r_radius < 0.1).float().mean()) - 0.25) < 0.03
+    net = nn.Sequential(nn.Flatten(), nn.Linear(192, 10)).eval()
+    xs, ys = torch.rand(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    run = lambda start, norm='l2': pgd(net, xs, ys, norm, 0.5, 0.1, 1, random_start=start,
+                                       generator=torch.Generator().manual_seed(3))
+    assert torch.equal(run(True), run('ball')) and not torch.equal(run('ball'), run('radius'))
+    assert torch.equal(run('ball', 'linf'), run('radius', 'linf'))   # Linf: both libraries start uniform in the cube
+    with pytest.raises(ValueError, match="random_start must be one of 'ball', 'radius'"): run('sphere')
+    with pytest.raises(ValueError, match="random_start must be one of"): AttackConfig('x', 'l2', 0.5, 0.1, 1,
+                                                                                      random_start='gauss')
+
+
+def test_pgd_in_an_unbounded_space():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    z = 3 * torch.randn(4, 3, 2, 2)                             # e.g. standardised inputs, outside [0, 1]
+    y = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match='x must lie in'): pgd(net, z, y, 'l2', 1.0, 0.5, 3)
+    out = pgd(net, z, y, 'l2', 1.0, 0.5, 3, bounds=None)
+    assert (flat_norm(out - z) <= 1.0 + 1e-5).all() and (out < 0).any()
+    with pytest.raises(ValueError, match='x must lie in bounds'): pgd(net, z, y, 'linf', 2.0, 0.5, 3, bounds=(-1., 1.))
+    box = pgd(net, z.clamp(-1, 1), y, 'linf', 2.0, 0.5, 3, bounds=(-1., 1.))   # an Linf eps above 1 is fine there
+    assert box.min() >= -1 and box.max() <= 1
+    with pytest.raises(ValueError, match='bounds must have lo < hi'): pgd(net, z, y, 'l2', 1.0, 0.5, 3, bounds=(1, -1))
+
+
+class _VirtualWins(nn.Module):
+    "K = 3 real outputs and one virtual output that beats them exactly where the model predicts class 0."
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(12, 3)
+        with torch.no_grad(): self.lin.bias[0] += 0.3
+    def forward(self, x):
+        z = self.lin(x.flatten(1))
+        return torch.cat([z, z.amax(1, keepdim=True) + 10 * (z[:, :1] - z[:, 1:].amax(1, keepdim=True))], 1)
+
+
+def test_autoattack_vs_official_protocol_leaves_virtual_wins_unattacked():
+    m = _VirtualWins().eval()
+    x = torch.rand(48, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(): y = m(x)[:, :3].argmax(1)
+    zero = y == 0
+    assert zero.sum() >= 5                                       # clean: all correct on the first K; class 0 via virtual
+    run = partial(autoattack, m, x, y, 'linf', 0.3, num_classes=3, attacks=['apgd-ce'])
+    ours, official = run(), run(protocol='vs-official')
+    with torch.no_grad(): ok_ours, ok_vs = m(ours)[:, :3].argmax(1) == y, m(official)[:, :3].argmax(1) == y
+    # the VS code's APGD-CE sees all K + V outputs: a point whose virtual output wins counts as already fooled, so it is
+    # never attacked, yet the final check on the first K calls it correct; ours attacks it
+    assert torch.equal(official[zero], x[zero]) and ok_vs[zero].all()
+    assert not ok_ours[zero].all()
+    assert ok_vs.float().mean() > ok_ours.float().mean()        # here the VS protocol reports the higher accuracy
+    assert torch.equal(run(), run(protocol='ours'))            # the default is ours, unchanged
+    with pytest.raises(ValueError, match="protocol must be one of 'ours', 'vs-official'"): run(protocol='vs')
+
+
+def test_vs_official_wiring_and_unchanged_headers():
+    from robust_labels.attacks import _describe
+    m = _VirtualWins().eval()
+    aa = AutoAttackPlus(m, num_classes=3, eps=0.1, norm='Linf', version='standard', seed=0, protocol='vs-official')
+    assert aa.apgd.model is m and aa.square.predict is m and aa.apgd_targeted.model is m   # raw K + V outputs
+    assert aa.apgd.n_restarts == 5 and aa.apgd_targeted.n_target_classes == 9               # APGD-CE keeps 5 restarts
+    ours = AutoAttackPlus(m, num_classes=3, eps=0.1, norm='Linf', version='standard', seed=0)
+    assert isinstance(ours.apgd.model, RealLogits) and ours.apgd.n_restarts == 1
+    assert 'protocol' not in json.loads(_describe(get_attack('vs-autoattack')))              # saved headers stay valid
+    assert json.loads(_describe(get_attack('vs-autoattack-official')))['protocol'] == 'vs-official'

@@ -18,12 +18,13 @@ from robust_labels.data import (
 # ---------------------------------------------------------------- dataset info and splits
 
 def test_dataset_info():
-    assert set(DATASETS) == {'digits', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet'}
+    assert set(DATASETS) == {'digits', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet', 'imagenet'}
+    assert dataset_info('imagenet').num_classes == 1000 and dataset_info('imagenet').shape == (3, 224, 224)
     assert dataset_info('cifar100').num_classes == 100 and dataset_info('svhn').shape == (3, 32, 32)
     assert dataset_info('tinyimagenet').shape == (3, 64, 64)
     for info in DATASETS.values():
         assert len(info.mean) == len(info.std) == info.shape[0]
-    with pytest.raises(ValueError, match="name must be one of 'digits', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet'"):
+    with pytest.raises(ValueError, match="name must be one of 'digits', 'cifar10', 'cifar100', 'svhn', 'tinyimagenet', 'imagenet'"):
         dataset_info('mnist')
 
 
@@ -88,7 +89,7 @@ def test_digits_values_are_sixteenths():
 def test_get_dataset_bad_args():
     with pytest.raises(ValueError, match="split must be one of 'train', 'val', 'test', 'train_full'"):
         get_dataset('digits', 'validation')
-    with pytest.raises(ValueError, match='name must be one of'): get_dataset('imagenet', 'train')
+    with pytest.raises(ValueError, match='name must be one of'): get_dataset('imagenet21k', 'train')
 
 
 # ---------------------------------------------------------------- data root and missing files
@@ -440,3 +441,161 @@ def test_standard_augment():
     assert ya is y and xa.shape == x.shape
     for i in range(5): assert _is_window(xa[i], x[i], 1, False)
     with pytest.raises(ValueError, match='name must be one of'): standard_augment('mnist')
+
+
+# ---------------------------------------------------------------- resumable downloads (issue 10 §1)
+
+class RangeServer:
+    "A local HTTP server of one file that honours Range requests; `cut` bytes into the first answer it drops the line."
+    def __init__(self, data:bytes, cut:int|None=None, ranges:bool=True):
+        import http.server, threading
+        self.data, self.cut, self.ranges, self.requests = data, cut, ranges, []
+        srv = self
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a): pass
+            def do_GET(self):
+                rng = self.headers.get('Range')
+                srv.requests.append(rng)
+                start = int(rng.split('=')[1].rstrip('-')) if rng and srv.ranges else 0
+                body = srv.data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                if srv.cut is not None and len(srv.requests) == 1:
+                    self.wfile.write(body[:srv.cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+        self.httpd = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+        self.url = f'http://127.0.0.1:{self.httpd.server_port}/file.bin'
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+    def __enter__(self):
+        self.thread.start()
+        return self
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_download_resumes_over_http_after_an_interruption(tmp_path):
+    data = bytes(range(256)) * 4000
+    md5 = hashlib.md5(data).hexdigest()
+    with RangeServer(data, cut=300_000) as srv:
+        with pytest.raises(OSError, match='is kept: run the same command again to resume'):
+            download_file(srv.url, tmp_path/'f.bin', md5, progress=False)
+        part = tmp_path/'f.bin.part'
+        assert part.stat().st_size == 300_000 and not (tmp_path/'f.bin').exists()
+        out = download_file(srv.url, tmp_path/'f.bin', md5, progress=False)
+        assert srv.requests == [None, 'bytes=300000-']          # the second request asked only for the rest
+    assert out.read_bytes() == data and not part.exists()
+
+
+def test_download_restarts_when_the_server_ignores_ranges(tmp_path):
+    data = b'abc' * 1000
+    (tmp_path/'f.bin.part').write_bytes(b'zzz')               # a stale partial file
+    with RangeServer(data, ranges=False) as srv:
+        download_file(srv.url, tmp_path/'f.bin', hashlib.md5(data).hexdigest(), progress=False)
+    assert (tmp_path/'f.bin').read_bytes() == data
+
+
+def test_download_resumes_a_file_url_by_offset(tmp_path):
+    data = b'0123456789' * 100
+    src = tmp_path/'src.bin'
+    (tmp_path/'out.bin.part').write_bytes(data[:400])
+    src.write_bytes(b'#' * 400 + data[400:])                   # re-reading the first 400 bytes would fail the MD5
+    download_file(src.as_uri(), tmp_path/'out.bin', hashlib.md5(data).hexdigest(), progress=False)
+    assert (tmp_path/'out.bin').read_bytes() == data
+
+
+def test_download_mismatch_after_resume_deletes_and_names_both_checksums(tmp_path):
+    data = b'x' * 1000
+    src = tmp_path/'src.bin'
+    src.write_bytes(data)
+    (tmp_path/'out.bin.part').write_bytes(b'y' * 300)         # a partial file that is not a prefix of the source
+    good = hashlib.md5(data).hexdigest()
+    got = hashlib.md5(b'y' * 300 + data[300:]).hexdigest()
+    with pytest.raises(ValueError) as e: download_file(src.as_uri(), tmp_path/'out.bin', good, progress=False)
+    assert good in str(e.value) and got in str(e.value)
+    assert not (tmp_path/'out.bin.part').exists() and not (tmp_path/'out.bin').exists()
+
+
+# ---------------------------------------------------------------- ImageNet (issue 10 §3)
+
+def fake_imagenet(base, classes=('n01440764', 'n01443537', 'n01484850'), per_class=5, val_per_class=2, seed=0):
+    "A generated ILSVRC-2012 ImageFolder tree: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG of random sizes."
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for part, n in (('train', per_class), ('val', val_per_class)):
+        for w in classes:
+            (base/part/w).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                h, wd = int(rng.integers(200, 300)), int(rng.integers(230, 320))
+                Image.fromarray(rng.integers(0, 256, (h, wd, 3), dtype=np.uint8)).save(base/part/w/f'{w}_{i}.JPEG')
+    return base
+
+
+@pytest.fixture(scope='module')
+def inet(tmp_path_factory):
+    return fake_imagenet(tmp_path_factory.mktemp('data')/'imagenet')
+
+
+def test_imagenet_splits_and_pipeline(inet):
+    ds = {s: get_dataset('imagenet', s, root=inet.parent) for s in SPLITS}
+    assert {s: len(d) for s, d in ds.items()} == {'train': 12, 'val': 3, 'test': 6, 'train_full': 15}
+    assert sorted(ds['train'].files + ds['val'].files) == sorted(ds['train_full'].files)
+    assert ds['test'].targets.tolist() == [0, 0, 1, 1, 2, 2]
+    for d in ds.values():
+        x, y = d[0]
+        assert x.shape == (3, 224, 224) and x.dtype == torch.float32 and y.dtype == torch.int64
+        assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(ds['test'][1][0], ds['test'][1][0]) and torch.equal(ds['val'][0][0], ds['val'][0][0])
+    torch.manual_seed(0)
+    assert not torch.equal(ds['train'][0][0], ds['train'][0][0])      # RandomResizedCrop + flip draw anew
+    names = [type(t).__name__ for t in ds['train'].transform.transforms]
+    assert names == ['RandomResizedCrop', 'RandomHorizontalFlip', 'ToTensor']
+    ev = ds['test'].transform.transforms
+    assert [type(t).__name__ for t in ev] == ['Resize', 'CenterCrop', 'ToTensor'] and ev[0].size == 256
+    # root may also be the ImageNet folder itself, or come from $ROBUST_LABELS_IMAGENET
+    assert get_dataset('imagenet', 'test', root=inet).files == ds['test'].files
+
+
+def test_imagenet_from_environment(inet, monkeypatch):
+    monkeypatch.setenv('ROBUST_LABELS_IMAGENET', str(inet))
+    assert len(get_dataset('imagenet', 'test')) == 6
+
+
+def test_imagenet_loader_uses_workers(inet):
+    ds = get_dataset('imagenet', 'test', root=inet)
+    assert ds.num_workers >= 1
+    dl = make_loader(ds, 4, device='cpu', num_workers=1)
+    assert dl.loader.num_workers == 1 and dl.loader.pin_memory is False
+    batches = [(x.shape, y.tolist()) for x, y in dl]
+    assert batches == [((4, 3, 224, 224), [0, 0, 1, 1]), ((2, 3, 224, 224), [2, 2])]
+    assert make_loader(ds, 4, device='cpu').loader.num_workers == ds.num_workers   # the dataset's own by default
+
+
+def test_in_memory_datasets_keep_zero_workers():
+    class Plain(Dataset):
+        def __len__(self): return 3
+        def __getitem__(self, i): return torch.zeros(1), i
+    assert make_loader(Plain(), 2, device='cpu').loader.num_workers == 0
+    assert type(make_loader(get_dataset('digits', 'test'), 64, device='cpu')).__name__ == 'TensorLoader'
+
+
+def test_imagenet_missing_and_bad_layout(tmp_path, inet):
+    with pytest.raises(FileNotFoundError, match='no public download.*image-net.org'):
+        get_dataset('imagenet', 'train', root=tmp_path)
+    with pytest.raises(ValueError, match='download=True is not possible for imagenet'):
+        get_dataset('imagenet', 'train', root=inet, download=True)
+    bad = fake_imagenet(tmp_path/'bad', per_class=1, val_per_class=1)
+    (bad/'val'/'n01440764').rename(bad/'val'/'n99999999')
+    with pytest.raises(ValueError, match='different class folders'): get_dataset('imagenet', 'test', root=bad)
+    empty = tmp_path/'empty'
+    (empty/'train'/'n01440764').mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match='no images'): get_dataset('imagenet', 'train', root=empty)
+
+
+def test_imagenet_standard_augment_is_the_identity():
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(standard_augment('imagenet')(x, None)[0], x)

@@ -168,3 +168,67 @@ def test_vs_ood_variants_and_errors():
         VirtualSmoothing(4, 2, 1.5)
     with pytest.raises(ValueError, match="num_virtual must be an integer in"):
         VirtualSmoothing(4, 0, 0.5)
+
+
+# ------------------------------------------------------------------ bad inputs that used to give silent wrong results
+
+def _transforms():
+    return {'onehot': OneHot(3), 'ls': LabelSmoothing(3, 0.1), 'vs': VirtualSmoothing(3, 2, 0.2),
+            'spider': SPIDER(3, 1.0, generator=torch.Generator().manual_seed(0)),
+            'spider-nols': SPIDER(3, 1.0, smoothing=False, generator=torch.Generator().manual_seed(0))}
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_spider_refuses_images_that_are_not_finite(bad):
+    "A NaN or inf pixel used to give all-NaN targets; now a ValueError naming x."
+    x = torch.rand(4, 1, 8, 8)
+    x[2, 0, 3, 3] = bad
+    with pytest.raises(ValueError, match='^x must'):
+        SPIDER(10, 1.0)(x, torch.tensor([0, 1, 2, 3]))
+
+
+@pytest.mark.parametrize('name', list(_transforms()))
+@pytest.mark.parametrize('nx, ny', [(1, 4), (4, 1), (4, 3)])
+def test_label_transforms_refuse_batches_of_other_sizes(name, nx, ny):
+    "x and y of batch sizes 1 and N used to broadcast; every label transform now refuses them, naming both sizes."
+    x, y = torch.rand(nx, 1, 4, 4), torch.arange(ny) % 3
+    with pytest.raises(ValueError, match=f'y must have one label or row per image of x .*{nx}.*{ny}'):
+        _transforms()[name](x, y)
+    with pytest.raises(ValueError, match='y must have one label or row per image of x'):
+        _transforms()[name](x, one_hot(y, 3))
+
+
+BAD_ROWS = {'negative': [[1.2, -0.2, 0.0]], 'sum 0.9': [[0.5, 0.4, 0.0]], 'sum 1.1': [[0.6, 0.5, 0.0]],
+            'nan': [[float('nan'), 0.5, 0.5]]}
+
+
+@pytest.mark.parametrize('name', list(_transforms()))
+@pytest.mark.parametrize('rows', list(BAD_ROWS))
+def test_label_transforms_refuse_soft_targets_that_are_not_distributions(name, rows):
+    "Soft targets with negative entries or rows not summing to 1 used to pass; now a ValueError naming y."
+    y = torch.tensor(BAD_ROWS[rows] * 2)
+    with pytest.raises(ValueError, match='y must hold probability rows'):
+        _transforms()[name](torch.rand(2, 1, 4, 4), y)
+
+
+@pytest.mark.parametrize('rows', list(BAD_ROWS))
+def test_soft_cross_entropy_refuses_targets_that_are_not_distributions(rows):
+    with pytest.raises(ValueError, match='targets must hold probability rows'):
+        soft_cross_entropy(torch.randn(2, 3), torch.tensor(BAD_ROWS[rows] * 2))
+
+
+def test_valid_soft_targets_within_tolerance_pass_unchanged():
+    "Rows off by float rounding (< 1e-4) still pass, and valid results are the same tensors as before."
+    y = torch.tensor([[0.7, 0.3 + 5e-5, 0.0], [0.0, 0.0, 1.0]])
+    _, t = OneHot(3)(torch.rand(2, 1, 4, 4), y)
+    assert torch.equal(t, y)
+    lg = torch.randn(2, 3)
+    assert torch.equal(soft_cross_entropy(lg, y), F.cross_entropy(lg, y))
+    x = torch.rand(5, 1, 8, 8)
+    a = SPIDER(10, 1.0, 0.2, generator=torch.Generator().manual_seed(3))(x, torch.arange(5))
+    g = torch.Generator().manual_seed(3)
+    from robust_labels.perturb import clip_rescale, sphere_noise
+    d = sphere_noise(x, 1.0, g)
+    xt = clip_rescale(x, d, flat_norm(d))
+    assert torch.equal(a[0], xt)
+    assert torch.equal(a[1], spider_targets(torch.arange(5), flat_norm(xt - x), 1.0, 0.2, 10))

@@ -509,3 +509,43 @@ def test_input_gradients_without_virtual_outputs():
         input_gradients(net, x, torch.tensor([0, 1, 4]))
     with pytest.raises(ValueError, match='num_classes must be at most'):
         input_gradients(net, x, y, num_classes=5)
+
+
+# ---------------------------------------------------------------- Yang et al.'s protocol (issue 10 §4)
+
+def test_boundary_thickness_yang_protocol_measures_in_the_normalised_space(monkeypatch):
+    from robust_labels.models import create_model
+    torch.manual_seed(0)
+    net = create_model('cnn', 4, in_channels=1, normalize=((0.5,), (0.25,))).eval()
+    x = torch.rand(10, 1, 6, 6, generator=make_generator(0)); y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+    with torch.no_grad(): pred = net(x).argmax(1)
+    calls = []
+    def fake_pgd(model, xb, yb, **kw):
+        calls.append((xb.clone(), yb.clone(), kw))
+        return xb + 0.1                                          # a known end point: length 0.1 * 6 in that space
+    monkeypatch.setattr(metrics.attacks, 'pgd', fake_pgd)
+    ours = boundary_thickness(net, x, y, generator=make_generator(2), beta=1.0, alpha=-1.0)
+    yang = boundary_thickness(net, x, y, generator=make_generator(2), beta=1.0, alpha=-1.0, protocol='yang')
+    z = net.normalize(x)
+    torch.testing.assert_close(calls[1][0], z)                   # attacked in the normalised space
+    assert calls[1][2]['bounds'] == (float(z.min()), float(z.max())) and calls[0][2]['bounds'] == (0., 1.)
+    torch.testing.assert_close(yang.targets, ours.targets)       # j drawn from the labels in both
+    # same end-point offset, same length; the profile differs: i = prediction, and points z + 0.1 in normalised units
+    g = segment_profile(metrics._without_normalize(net), z, z + 0.1, pred, yang.targets)
+    torch.testing.assert_close(yang.per_sample, 0.6 * ((g > -1) & (g < 1)).float().mean(1))
+    g_ours = segment_profile(net, x, x + 0.1, y, ours.targets)
+    torch.testing.assert_close(ours.per_sample, 0.6 * ((g_ours > -1) & (g_ours < 1)).float().mean(1))
+
+
+def test_boundary_thickness_yang_protocol_with_real_pgd():
+    from robust_labels.models import create_model
+    torch.manual_seed(0)
+    net = create_model('cnn', 5, in_channels=1, normalize=((0.5,), (0.2,))).eval()
+    x = torch.rand(12, 1, 6, 6, generator=make_generator(0)); y = torch.arange(12) % 5
+    kw = dict(eps=2.0, step=0.5, steps=5, num_points=16, batch_size=6, generator=make_generator(1))
+    ours, yang = boundary_thickness(net, x, y, **kw), boundary_thickness(net, x, y, protocol='yang', **kw)
+    assert (yang.per_sample <= 2.0 + 1e-4).all() and not torch.allclose(ours.per_sample, yang.per_sample)
+    with pytest.raises(ValueError, match="protocol must be one of 'ours', 'yang'"):
+        boundary_thickness(net, x, y, protocol='paper')
+    with pytest.raises(ValueError, match="protocol='yang' measures in the model's normalised input space"):
+        boundary_thickness(nn.Sequential(nn.Flatten(), nn.Linear(36, 5)), x, y, protocol='yang')

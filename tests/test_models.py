@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from robust_labels.core import atomic_save, safe_load
 from robust_labels.models import Classifier, count_parameters, create_model, list_models, load_weights, predict_logits
 
-HEAVY = {'wrn-28-10', 'wrn-34-10'}   # tens of millions of parameters and GFLOPs per 32×32 image
+HEAVY = {'wrn-28-10', 'wrn-34-10', 't2t_vit_14', 't2t_vit_24'}   # tens of millions of parameters (and GFLOPs)
 
 
 def _shapes(name):
@@ -41,7 +41,7 @@ def test_heavy_model_shapes(name): _shapes(name)
 def test_list_models():
     names = list_models()
     for n in ('cnn', 'wrn-40-2', 'wrn-40-1', 'wrn-34-10', 'wrn-28-10', 'wrn-16-2', 'wrn-10-1', 'resnet18', 'resnext29_2x64d',
-              'densenet_bc', 'allconvnet', 'mobilenetv2', 'tv_resnet18', 'tv_resnext50_32x4d'):
+              'densenet_bc', 'allconvnet', 'mobilenetv2', 'tv_resnet18', 'tv_resnext50_32x4d', 't2t_vit_14', 't2t_vit_24'):
         assert n in names
 
 
@@ -205,3 +205,41 @@ def test_cnn_learns_digits():
             opt.zero_grad(); F.cross_entropy(net(xb), yb).backward(); opt.step()
     acc = (predict_logits(net, xte).argmax(1) == yte).float().mean().item()
     assert acc > 0.8
+
+
+# ---------------------------------------------------------------- ImageNet models of VS Table 3 (T2T-ViT, ResNeXt-50)
+
+@pytest.mark.parametrize('name,tokens,paper', [('t2t_vit_14', 'performer', 21.5), ('t2t_vit_24', 'performer', 64.1)])
+def test_t2t_vit_parameter_counts_match_the_paper(name, tokens, paper):
+    # Yuan et al. (2021) Table 2 counts the official code's fixed sinusoid table (197 x dim) and the two Performer
+    # random-feature matrices (32 x 64), which it stores as non-trainable parameters; we keep them out of the parameters
+    dim = {'t2t_vit_14': 384, 't2t_vit_24': 512}[name]
+    n = _count(name, 1000, tokens=tokens)
+    assert n == {'t2t_vit_14': 21_465_806, 't2t_vit_24': 64_000_974}[name]
+    assert round((n + 197 * dim + 2 * 32 * 64) / 1e5) / 10 == paper
+
+
+def test_t2t_vit_options_and_state():
+    m = create_model('t2t_vit_14', 10, num_virtual=2, tokens='transformer', drop_path=0.1)
+    assert m.config['tokens'] == 'transformer' and m.config['drop_path'] == 0.1
+    assert [b.drop_path for b in m.body.blocks][::13] == [0.0, pytest.approx(0.1)]
+    with pytest.raises(ValueError, match='tokens must be one of'): create_model('t2t_vit_14', 10, tokens='linear')
+    with pytest.raises(ValueError, match='drop_path must be in'): create_model('t2t_vit_14', 10, drop_path=1.0)
+    a = create_model('t2t_vit_14', 10)
+    assert 'body.t2t.attn1.w' in a.state_dict()    # the Performer's random features travel with a checkpoint
+    b = load_weights(create_model('t2t_vit_14', 10), a.state_dict())
+    assert torch.equal(a.body.t2t.attn1.w, b.body.t2t.attn1.w)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name,dim', [('t2t_vit_14', 384), ('tv_resnext50_32x4d', 2048)])
+def test_imagenet_models_forward_at_224(name, dim):
+    torch.manual_seed(0)
+    m = create_model(name, 1000, num_virtual=3).eval()
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        f = m.features(x)
+        out = m.head(f)
+    assert f.shape == (2, dim) and out.shape == (2, 1003) and torch.isfinite(out).all()
+    if name.startswith('t2t'):
+        assert m.body.t2t(m.normalize(x)).shape == (2, 196, 384)     # 224 px: 56² -> 28² -> 14² tokens

@@ -71,3 +71,85 @@ def test_run_groups_tags_rows(tmp_path):
     assert {'accuracy', 'val_accuracy', 'alpha'} <= set(df.columns)
     with pytest.raises(ValueError, match='names must have one entry'):
         run_groups({'base': [a]}, tmp_path, names=('method', 'tag'))
+
+
+def test_a_kill_during_evaluation_keeps_the_training_and_finished_evaluations(tmp_path, monkeypatch):
+    "Hours of AutoAttack after 200 epochs: the model and each finished evaluation survive; a rerun does what is missing."
+    from robust_labels import evals, runs
+    cfg = RunConfig(labels='ls', alpha=0.2, epochs=1)
+    def killed(m, c, d): raise KeyboardInterrupt
+    monkeypatch.setitem(evals.EVALUATIONS, 'slow', killed)
+    with pytest.raises(KeyboardInterrupt): train_run(cfg, tmp_path, evals=['accuracy', 'slow'])
+    rec = json.loads(result_path(tmp_path, cfg).read_text())
+    assert model_path(tmp_path, cfg).exists() and len(rec['history']) == 1
+    assert rec['evals'] == ['accuracy'] and rec['pending'] == ['slow'] and 'accuracy' in rec['metrics']
+    def no_fit(*a, **k): raise AssertionError('retrained')
+    monkeypatch.setattr(runs, 'fit_config', no_fit)
+    monkeypatch.setitem(evals.EVALUATIONS, 'slow', lambda m, c, d: dict(slow=1.0))
+    done = train_run(cfg, tmp_path, evals=['accuracy', 'slow'])
+    assert done['evals'] == ['accuracy', 'slow'] and done['metrics']['slow'] == 1.0 and 'pending' not in done
+    assert done['metrics']['accuracy'] == rec['metrics']['accuracy'] and done['finished'] == rec['finished']
+    assert json.loads(result_path(tmp_path, cfg).read_text()) == done
+
+
+def test_an_untrainable_config_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="labels 'spider' needs tau > 0"):
+        train_run(RunConfig(labels='spider', epochs=1), tmp_path)
+    assert not (tmp_path / 'runs').exists()
+
+
+def test_corrupt_result_file_is_a_clear_error(tmp_path):
+    from robust_labels.runs import load_results
+    cfg = RunConfig(epochs=1)
+    path = result_path(tmp_path, cfg)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"run_id": ')
+    with pytest.raises(ValueError, match=f"result file {path} is not valid JSON.*delete it"): train_run(cfg, tmp_path)
+    with pytest.raises(ValueError, match='delete it'): load_results(tmp_path)
+
+
+def test_result_and_model_files_follow_the_umask(tmp_path):
+    import os, stat
+    old = os.umask(0o002)
+    try: train_run(RunConfig(epochs=1), tmp_path)
+    finally: os.umask(old)
+    cfg = RunConfig(epochs=1)
+    for p in (result_path(tmp_path, cfg), model_path(tmp_path, cfg)): assert stat.S_IMODE(p.stat().st_mode) == 0o664
+
+
+_WORKER = '''
+import json, sys
+from pathlib import Path
+from robust_labels import runs
+from robust_labels.config import RunConfig
+out = Path(sys.argv[1])
+fit = runs.fit_config
+def counted(cfg, *a, **k):
+    with open(out / 'fits.log', 'a') as f: f.write(cfg.run_id + chr(10))
+    return fit(cfg, *a, **k)
+runs.fit_config = counted
+(out / f'ready-{sys.argv[2]}').touch()
+while not all((out / f'ready-{i}').exists() for i in (0, 1)): pass
+grid = runs.label_grid(RunConfig(epochs=2), labels=('onehot', 'ls'), alphas=(0.3,))
+recs = runs.run_grid(grid, out, evals=('accuracy', 'ece'), progress=False)
+runs.records_frame(recs).sort_index(axis=1).to_csv(out / f'table-{sys.argv[2]}.csv', index=False)
+(out / f'records-{sys.argv[2]}.json').write_text(json.dumps(recs, sort_keys=True))
+'''
+
+
+def test_two_processes_on_one_output_folder_train_each_run_once(tmp_path):
+    "Two `reproduce` on one folder: no crash, each run trained once, identical tables."
+    import subprocess, sys
+    script = tmp_path / 'worker.py'
+    script.write_text(_WORKER)
+    out = tmp_path / 'out'
+    out.mkdir()
+    procs = [subprocess.Popen([sys.executable, str(script), str(out), str(i)], stderr=subprocess.PIPE, text=True)
+             for i in (0, 1)]
+    errs = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    fits = (out / 'fits.log').read_text().split()
+    assert len(fits) == len(set(fits)) == 2
+    assert (out / 'table-0.csv').read_text() == (out / 'table-1.csv').read_text()
+    assert (out / 'records-0.json').read_text() == (out / 'records-1.json').read_text()
+    assert len(list((out / 'runs').glob('*.json'))) == 2 and not list((out / 'checkpoints').glob('*/*'))

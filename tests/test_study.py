@@ -65,3 +65,67 @@ def test_dead_worker_trial_is_retried_once():
     assert [u.state for u in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     assert study.trials[1].params == study.trials[0].params and rs.recover_trials(study) == []
     assert rs.retry_trial(study, study.trials[0], max_retry=0) is False
+
+
+def test_retried_trial_leaves_the_sampled_points_unchanged():
+    "A study whose trial 2 dies and is retried samples the same points as an uninterrupted study with the same seed."
+    def run(crash_at=None, n=6):
+        sampler = rs.make_sampler('tpe', seed=7, n_startup_trials=3)
+        study = optuna.create_study(sampler=sampler, direction='maximize')
+        while sum(t.state == TrialState.COMPLETE for t in study.trials) < n:
+            t = study.ask()
+            x, y = t.suggest_float('tau', 0, 3), t.suggest_float('xi', 0, 0.9)
+            if t.number == crash_at:                       # the worker dies: FAIL, then a queued retry
+                study.tell(t, state=TrialState.FAIL)
+                assert rs.retry_trial(study, study.trials[-1])
+                continue
+            study.tell(t, -(x - 1) ** 2 - (y - 0.3) ** 2)
+        return {tuple(sorted(t.params.items())) for t in study.trials if t.state == TrialState.COMPLETE}
+    assert run(crash_at=2) == run() and len(run()) == 6
+
+
+def test_surplus_trials_do_not_shift_the_draws():
+    "Trials retired as surplus draw nothing, so later trials draw what they would have drawn without them."
+    def run(surplus_at=None, n=5):
+        study = optuna.create_study(sampler=rs.make_sampler('random', seed=3), direction='maximize')
+        while sum(t.state == TrialState.COMPLETE for t in study.trials) < n:
+            t = study.ask()
+            if t.number == surplus_at:
+                t.set_user_attr('surplus', True)
+                study.tell(t, state=TrialState.FAIL)
+                continue
+            study.tell(t, t.suggest_float('tau', 0, 3))
+        return [t.params['tau'] for t in study.trials if t.state == TrialState.COMPLETE]
+    assert run(surplus_at=1) == run()
+
+
+@pytest.mark.parametrize('line', [b'{"op_code": 0, "worker_id": "x", "study_name": "s", "directio\n', b'garbage\n',
+                                  b'[1, 2]\n'])
+def test_corrupt_journal_line_is_a_clear_error(tmp_path, line):
+    path = tmp_path / 's.journal'
+    study = open_study(RunConfig(labels='spider', val='augmented'), SPACE, path, 'mine')
+    study.enqueue_trial({'tau': 1.0, 'xi': 0.1})
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b''.join(lines[:1] + [line] + lines[1:]))       # a damaged line in the middle
+    with pytest.raises(ValueError) as e: rs.open_storage(path)
+    msg = str(e.value)
+    assert str(path) in msg and 'line 2' in msg and 'backup' in msg
+    path.write_bytes(b''.join(lines + [line]))                         # or a damaged complete last line
+    with pytest.raises(ValueError, match=f'line {len(lines) + 1}'): rs.load_study('mine', path)
+
+
+def test_torn_last_line_is_still_repaired(tmp_path):
+    path = tmp_path / 's.journal'
+    open_study(RunConfig(labels='spider', val='augmented'), SPACE, path, 'mine')
+    good = path.read_bytes()
+    path.write_bytes(good + b'{"op_code": 5, "wor')
+    with pytest.warns(UserWarning, match='incomplete line'): rs.load_study('mine', path)
+    assert path.read_bytes() == good
+
+
+def test_studies_of_other_seeds_record_the_validation_draw():
+    "Tuning scores on the runs' validation draw (seed 0): a study of another seed never resumes trials scored otherwise."
+    cfg = RunConfig(labels='spider', val='augmented')
+    assert 'validation_seed' not in study_identity(cfg, SPACE)['config']
+    assert 'validation_seed' not in study_identity(cfg.replace(seed=3, val='clean'), SPACE)['config']
+    assert study_identity(cfg.replace(seed=3), SPACE)['config']['validation_seed'] == 0

@@ -195,7 +195,7 @@ def test_checkpoint_file_format(digits, tmp_path):
     fit(_cnn(), train, val, get_recipe('smoke', epochs=1), checkpoint_dir=tmp_path, progress=False)
     last = torch.load(tmp_path / 'last.pt', weights_only=True)
     assert list(last) == ['model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'history', 'best_epoch',
-                          'best_val_acc', 'rng', 'recipe', 'model_config', 'regime']
+                          'best_val_acc', 'rng', 'recipe', 'model_config', 'regime', 'identity']
     assert sorted(last['rng']) == ['cuda', 'loader', 'torch'] and last['regime'] is None and last['epoch'] == 1
     assert list(torch.load(tmp_path / 'best.pt', weights_only=True)) == ['model', 'epoch', 'val_acc', 'model_config']
 
@@ -233,9 +233,9 @@ def test_train_step_and_epoch(digits):
     x, y = train.tensors[0][:16], train.tensors[1][:16]
     loss, n = train_step(st, x, y)
     assert n == 16 and loss.dim() == 0 and not loss.requires_grad
-    bad = FitState(**{**vars(st), 'loss_fn': lambda m, x, t: torch.tensor(float('inf'))})
+    bad = fit_state(_cnn(), 'smoke', loss_fn=lambda m, x, t: standard_loss(m, x, t) * float('inf'), device='cpu')
     with pytest.raises(FloatingPointError, match='loss became inf at epoch 3'):
-        train_step(bad, x, y, epoch=2)
+        train_epoch(bad, [(x, y)], epoch=2)
     calls = []
     st.loss_fn = type('R', (), dict(__call__=lambda self, m, x, t: standard_loss(m, x, t),
                                      start_epoch=lambda self, e: calls.append(e)))()
@@ -259,3 +259,204 @@ def test_resume_after_kill_mid_epoch(digits, tmp_path):
     assert torch.load(tmp_path / 'b' / 'last.pt', weights_only=True)['epoch'] == 2
     resumed = _interrupted(train, val, tmp_path / 'b', resume=True)
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+# --- issue 14: empty data, run identity, consistent best/last pair; issue 11 §3: no per-step host syncs ---
+
+import json
+from pathlib import Path
+
+import robust_labels.train as train_mod
+
+
+def test_empty_data_is_an_error(digits):
+    "fit and evaluate on an empty dataset raise instead of reporting 0.0 accuracy."
+    x, y = digits[0].tensors
+    with pytest.raises(ValueError, match='train_data is empty'):
+        fit(_cnn(), (x[:0], y[:0]), None, get_recipe('smoke', epochs=1), progress=False)
+    with pytest.raises(ValueError, match='val_data is empty'):
+        fit(_cnn(), (x, y), (x[:0], y[:0]), get_recipe('smoke', epochs=1), progress=False)
+    with pytest.raises(ValueError, match='data is empty'):
+        evaluate(_cnn(), (x[:0], y[:0]))
+
+
+def _stop_after(epoch):
+    "A callback that interrupts the run after `epoch`."
+    def stop(rec):
+        if rec['epoch'] == epoch: raise KeyboardInterrupt
+    return stop
+
+
+def _first_epoch(model, train, val, ckdir, epochs=2, **kw):
+    "Train the first of `epochs` smoke epochs into `ckdir`, then stop as if killed."
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, train, val, get_recipe('smoke', epochs=epochs), checkpoint_dir=ckdir, callback=_stop_after(1),
+            progress=False, **kw)
+
+
+def test_identity_recorded_and_checked(digits, tmp_path):
+    "The run's identity is stored in last.pt; resuming under another identity names the differing fields."
+    train, val, _ = digits
+    ident = dict(cfg=dict(labels='spider', seed=3, tau=1.0), data='abc123')
+    _first_epoch(_cnn(), train, val, tmp_path, identity=ident)
+    assert torch.load(tmp_path / 'last.pt', weights_only=True)['identity'] == ident
+    other = dict(cfg=dict(labels='onehot', seed=3, tau=1.0), data='ffff')
+    with pytest.raises(ValueError, match=r"another run.*'cfg\.labels': \('spider', 'onehot'\).*'data'"):
+        fit(_cnn(), train, val, get_recipe('smoke', epochs=2), checkpoint_dir=tmp_path, identity=other, resume=True,
+            progress=False)
+    r = fit(_cnn(), train, val, get_recipe('smoke', epochs=2), checkpoint_dir=tmp_path, identity=json.loads(
+        json.dumps(ident)), resume=True, progress=False)
+    assert (r.resumed_from, len(r.history)) == (1, 2)
+    with pytest.raises(TypeError, match='identity must be a JSON-able dict'):
+        fit(_cnn(), train, val, get_recipe('smoke', epochs=1), identity=dict(f=object()), progress=False)
+    with pytest.raises(TypeError, match='identity must be a JSON-able dict'):
+        fit(_cnn(), train, val, get_recipe('smoke', epochs=1), identity=['a'], progress=False)
+
+
+def test_checkpoint_without_identity_still_resumes(digits, tmp_path):
+    "A last.pt written before identities existed (no 'identity' key) resumes under any identity."
+    train, val, _ = digits
+    _first_epoch(_cnn(), train, val, tmp_path)
+    ck = torch.load(tmp_path / 'last.pt', weights_only=True)
+    ck.pop('identity', None)
+    torch.save(ck, tmp_path / 'last.pt')
+    r = fit(_cnn(), train, val, get_recipe('smoke', epochs=2), checkpoint_dir=tmp_path, identity=dict(seed=1),
+            resume=True, progress=False)
+    assert (r.resumed_from, len(r.history)) == (1, 2)
+
+
+def _kill_at_write(monkeypatch, n):
+    "Make the n-th checkpoint write (1-based) raise KeyboardInterrupt; record a copy of every file written before."
+    written, real = [], train_mod.atomic_save
+    def save(obj, path):
+        if len(written) + 1 == n: raise KeyboardInterrupt
+        real(obj, path)
+        written.append((Path(path).name, torch.load(path, weights_only=True)))
+    monkeypatch.setattr(train_mod, 'atomic_save', save)
+    return written
+
+
+def test_kill_between_best_and_last_keeps_a_consistent_pair(digits, tmp_path, monkeypatch):
+    "A kill between the two writes of epoch 2 never pairs last.pt with best weights of another epoch."
+    train, val, _ = digits
+    written = _kill_at_write(monkeypatch, 4)            # epoch 1 writes two files; the kill hits epoch 2's second
+    with pytest.raises(KeyboardInterrupt):              # without validation, every epoch is the new best
+        fit(_cnn(), train, None, get_recipe('smoke', epochs=3), checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    st = fit_state(_cnn(5), get_recipe('smoke', epochs=3), device='cpu')
+    done = load_checkpoint(st, tmp_path)
+    weights = {(ck['epoch'], name): ck['model'] for name, ck in written}
+    best = weights[(st.result.best_epoch, 'last.pt')]   # the weights at the end of the recorded best epoch
+    assert all(torch.equal(a, b) for a, b in zip(st.best_state.values(), best.values()))
+    on_disk = torch.load(tmp_path / 'best.pt', weights_only=True)
+    assert on_disk['epoch'] == st.result.best_epoch <= done
+    assert all(torch.equal(a, b) for a, b in zip(on_disk['model'].values(), best.values()))
+
+
+def test_best_from_another_epoch_is_refused(digits, tmp_path):
+    "A best.pt of another epoch than last.pt records as best (left by a kill under the old write order) is refused."
+    train, val, _ = digits
+    fit(_cnn(), train, None, get_recipe('smoke', epochs=3), checkpoint_dir=tmp_path / 'a', progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cnn(), train, None, get_recipe('smoke', epochs=3), checkpoint_dir=tmp_path / 'b', callback=_stop_after(2),
+            progress=False)
+    (tmp_path / 'a' / 'best.pt').replace(tmp_path / 'b' / 'best.pt')    # best.pt of epoch 3
+    ck = torch.load(tmp_path / 'b' / 'last.pt', weights_only=True)
+    ck['best_epoch'] = 1                                                # last.pt of epoch 2, best epoch 1
+    torch.save(ck, tmp_path / 'b' / 'last.pt')
+    with pytest.raises(CheckpointError, match='best.pt holds epoch 3 but .* records best epoch 1'):
+        fit(_cnn(), train, None, get_recipe('smoke', epochs=3), checkpoint_dir=tmp_path / 'b', resume=True,
+            progress=False)
+
+
+def _count_syncs(monkeypatch):
+    "Count host reads of tensor values (item, bool, float, tolist) made from now on."
+    calls = []
+    for name in ('item', '__bool__', '__float__', 'tolist'):
+        real = getattr(torch.Tensor, name)
+        def wrap(self, *a, _real=real, _name=name, **k):
+            calls.append(_name)
+            return _real(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, wrap)
+    return calls
+
+
+def test_epoch_reads_the_device_once_not_per_step(digits, monkeypatch):
+    "An epoch of many steps reads tensor values on the host a fixed number of times, not once per step."
+    train, _, _ = digits
+    plain_ce = lambda m, x, t: -(t * m(x).log_softmax(1)).sum(1).mean()   # the loop's syncs, not the loss's
+    st = fit_state(_cnn(), get_recipe('smoke', epochs=1, batch_size=16), loss_fn=plain_ce, device='cpu')
+    loader = make_loader(as_dataset(train), 16, shuffle=True, device='cpu', generator=st.loader_gen)
+    calls = _count_syncs(monkeypatch)
+    rec = train_epoch(st, loader, 0)                  # checks the loss every 50 steps and at the end
+    monkeypatch.undo()
+    assert len(loader) > 50 and len(calls) <= 2 + len(loader) // 50, calls
+    assert rec['train_loss'] > 0 and isinstance(rec['train_loss'], float)
+
+
+def test_non_finite_loss_checked_every_n_steps_and_at_epoch_end(digits):
+    "A non-finite loss raises the usual error within `check_every` steps, or at the end of the epoch."
+    train, _, _ = digits
+    x, y = train.tensors[0][:320], train.tensors[1][:320]       # 10 steps of 32
+    for check_every, want in ((2, 4), (3, 3), (50, 10)):
+        calls = []
+        def loss_fn(m, x, t):
+            calls.append(1)
+            loss = standard_loss(m, x, t)
+            return loss * float('inf') if len(calls) == 3 else loss
+        st = fit_state(_cnn(), get_recipe('smoke', epochs=1), loss_fn=loss_fn, device='cpu')
+        loader = make_loader(as_dataset((x, y)), 32, device='cpu')
+        with pytest.raises(FloatingPointError, match='loss became inf at epoch 2'):
+            train_epoch(st, loader, 1, check_every=check_every)
+        assert len(calls) == want, check_every
+    nan_loss = lambda m, x, t: standard_loss(m, x, t) * float('nan')
+    with pytest.raises(FloatingPointError, match='loss became nan at epoch 1'):
+        fit(_cnn(), (x, y), None, get_recipe('smoke', epochs=1), loss_fn=nan_loss, progress=False, check_every=5)
+    with pytest.raises(ValueError, match='check_every must be an integer'):
+        fit(_cnn(), (x, y), None, get_recipe('smoke', epochs=1), progress=False, check_every=0)
+
+
+def test_optimizer_implementation(digits, monkeypatch):
+    "SGD uses the foreach implementation on the CPU, with the same weights as the for-loop one."
+    opt, _ = make_optimizer(nn.Linear(2, 2), get_recipe('spider-cifar'))
+    assert (opt.param_groups[0]['foreach'], opt.param_groups[0]['fused']) == (True, False)
+    with pytest.raises(ValueError, match='impl must be one of'):
+        make_optimizer(nn.Linear(2, 2), get_recipe('smoke'), impl='fast')
+    train, val, _ = digits
+    ws = []
+    for impl in ('for-loop', None):
+        if impl: monkeypatch.setattr(train_mod, 'make_optimizer',
+                                     lambda m, r, impl=impl, _mk=make_optimizer: _mk(m, r, impl=impl))
+        m = _cnn(2)
+        fit(m, train, val, get_recipe('spider-cifar', epochs=2, batch_size=64), labels=SPIDER(10, 1.0, 0.3),
+            progress=False)
+        ws.append(m.state_dict())
+        monkeypatch.undo()
+    assert all(torch.equal(a, b) for a, b in zip(ws[0].values(), ws[1].values()))
+
+
+def test_resume_keeps_the_optimizer_implementation(digits, tmp_path):
+    "A checkpoint written by the for-loop SGD (older versions) resumes with the foreach implementation."
+    train, val, _ = digits
+    fit(_cnn(), train, val, get_recipe('smoke', epochs=1), checkpoint_dir=tmp_path, progress=False)
+    ck = torch.load(tmp_path / 'last.pt', weights_only=True)
+    for g in ck['optimizer']['param_groups']: g['foreach'], g['fused'] = None, None
+    torch.save(ck, tmp_path / 'last.pt')
+    st = fit_state(_cnn(), get_recipe('smoke', epochs=1), device='cpu')
+    load_checkpoint(st, tmp_path)
+    assert (st.opt.param_groups[0]['foreach'], st.opt.param_groups[0]['fused']) == (True, False)
+
+
+@pytest.mark.slow
+def test_fit_compiled(digits):
+    "fit(compile=True) trains a torch.compile'd model to about the weights of the eager one; checkpoints stay plain."
+    train, val, _ = digits
+    x, y = train.tensors[0][:256], train.tensors[1][:256]
+    ms = []
+    for compile in (False, True):
+        m = _cnn(4)
+        fit(m, (x, y), None, get_recipe('smoke', epochs=1), progress=False, compile=compile)
+        ms.append(m)
+    assert list(ms[0].state_dict()) == list(ms[1].state_dict())
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-3) for a, b in zip(ms[0].state_dict().values(),
+                                                                                ms[1].state_dict().values()))

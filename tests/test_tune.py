@@ -237,21 +237,135 @@ def test_two_workers_share_one_journal(tmp_path):
 
 
 def test_cli_tune_with_two_workers(tmp_path, capsys):
+    import warnings
     from robust_labels.cli import main
-    main(['tune', '--trials', '3', '--epochs', '1', '--workers', '2', '--storage', str(tmp_path/'s.journal'),
-          '--export', str(tmp_path/'best.json'), '--quiet'])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        main(['tune', '--trials', '3', '--epochs', '1', '--workers', '2', '--storage', str(tmp_path/'s.journal'),
+              '--export', str(tmp_path/'best.json'), '--quiet'])
+    assert not [w for w in caught if 'died' in str(w.message)]       # the workers exited cleanly
     out = json.loads(capsys.readouterr().out.split('best trial:')[0])
     assert out['pruning']['trials'] == 3 and set(out['params']) == {'tau', 'xi'}
     assert json.loads((tmp_path/'best.json').read_text())['best_trial'] == out['best_trial']
 
 
 def test_a_trial_trains_what_fit_config_trains():
-    "One wiring: a trial's value is the best validation accuracy of `fit_config` on the configuration with its params."
-    from robust_labels.setup import fit_config, validation_set
+    "One wiring: a trial's value is the best validation accuracy a table run of the configuration with its params gets."
+    from robust_labels.setup import fit_config
     cfg = RunConfig(labels='spider', val='augmented', epochs=2, seed=2)
     study = optuna.create_study(direction='maximize')
     with rs.quiet_optuna(): study.optimize(rt.Objective(cfg), n_trials=1)
     t = study.trials[0]
-    _, res = fit_config(cfg.replace(**t.params), val_data=validation_set(cfg, seed=cfg.seed), device='cpu')
+    _, res = fit_config(cfg.replace(**t.params), device='cpu')   # as a table run trains it: the same validation set
     assert t.value == 100 * res.best_val_acc
     assert [100 * r['val_acc'] for r in res.history] == [t.intermediate_values[e] for e in (1, 2)]
+
+
+# --- tune --workers N: the parent and its worker processes --------------------------------------------------------------
+
+# The parent as a user would start it: `tune(..., workers=2)`; it prints the study's finished trials when it returns.
+PARENT = textwrap.dedent('''
+    import json, sys
+    from robust_labels.config import RunConfig
+    from robust_labels.tune import tune
+    a = json.loads(sys.argv[1])
+    study = tune(RunConfig(**{'labels': 'spider', 'val': 'augmented', **a.pop('config')}), progress=False, **a)
+    print('finished', sum(t.state.name in ('COMPLETE', 'PRUNED') for t in study.trials))
+''')
+
+
+def start_parent(**kwargs):
+    return subprocess.Popen([sys.executable, '-c', PARENT, json.dumps(kwargs)], env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def running_workers(path, name, n):
+    "The pids of the workers whose trials run in study `name`, once `n` different ones do (else None)."
+    pids = {t.user_attrs['worker']['pid'] for t in journal_trials(path, name)
+            if t.state == TrialState.RUNNING and 'worker' in t.user_attrs}
+    return pids if len(pids) >= n else None
+
+
+def alive(pid):
+    return rs.process_alive(dict(host=rs.socket.gethostname(), pid=pid, start=None))
+
+
+def kill_all(pids):
+    for pid in pids:
+        try: os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError: pass
+
+
+def test_workers_die_with_their_parent(tmp_path):
+    cfg, path = dict(epochs=50, seed=11), tmp_path/'s.journal'
+    name = name_of(study_config(**cfg))
+    parent = start_parent(config=cfg, n_trials=20, storage=str(path), pruner='none', workers=2)
+    pids = set()
+    try:
+        wait_for(lambda: running_workers(path, name, 2), [parent], 'both workers to start a trial')
+        pids = running_workers(path, name, 2)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        t0 = time.monotonic()
+        while any(alive(p) for p in pids) and time.monotonic() - t0 < 30: time.sleep(0.05)
+        assert not any(alive(p) for p in pids), "workers outlived their killed parent"
+    finally:
+        if parent.poll() is None: parent.kill()
+        kill_all(pids)
+
+
+def test_a_dead_worker_does_not_fail_a_finished_study(tmp_path):
+    "One worker killed mid-trial: the other retries its trial and finishes the study; the parent reports and exits 0."
+    cfg, path, n = dict(epochs=3, seed=12), tmp_path/'s.journal', 3
+    name = name_of(study_config(**cfg))
+    parent = start_parent(config=cfg, n_trials=n, storage=str(path), pruner='none', workers=2)
+    pids = set()
+    try:
+        wait_for(lambda: running_workers(path, name, 2), [parent], 'both workers to start a trial')
+        pids = running_workers(path, name, 2)
+        os.kill(min(pids), signal.SIGKILL)
+        out, err = parent.communicate(timeout=DEADLINE)
+    finally:
+        if parent.poll() is None: parent.kill()
+        kill_all(pids)
+    assert parent.returncode == 0, err
+    assert f'finished {n}' in out
+    assert '1 of 2 workers' in err and f'{n} of {n} requested trials finished' in err
+    done = [t for t in journal_trials(path, name) if t.state in COUNTED]
+    assert len(done) == n and any('failed_trial' in t.system_attrs for t in done)   # the dead one's trial, retried
+
+
+def test_missing_trials_name_the_rerun(tmp_path):
+    "Every worker killed: the parent fails with the study's state and the command that resumes it."
+    cfg, path, n = dict(epochs=50, seed=13), tmp_path/'s.journal', 4
+    name = name_of(study_config(**cfg))
+    parent = start_parent(config=cfg, n_trials=n, storage=str(path), pruner='none', workers=2)
+    pids = set()
+    try:
+        wait_for(lambda: running_workers(path, name, 2), [parent], 'both workers to start a trial')
+        pids = running_workers(path, name, 2)
+        kill_all(pids)
+        out, err = parent.communicate(timeout=DEADLINE)
+    finally:
+        if parent.poll() is None: parent.kill()
+    assert parent.returncode != 0
+    last = err.strip().splitlines()[-1]
+    assert 'StudyIncomplete' in last and f'0 of {n} requested trials finished' in last
+    assert '2 interrupted' in last and 'rerun' in last and name in last
+
+
+def test_rerun_command_is_the_cli_line(monkeypatch):
+    monkeypatch.setattr(sys, 'argv', ['/x/bin/robust-labels', 'tune', '--trials', '3', '--study', 'a b',
+                                      '--storage', 'postgresql://u:secret1@h/db'])
+    cmd = rt._rerun_command('ignored', 'ignored')
+    assert cmd == "robust-labels tune --trials 3 --study 'a b' --storage postgresql://u:***@h/db"
+    monkeypatch.setattr(sys, 'argv', ['-c'])
+    assert rt._rerun_command('s1', '/tmp/s.journal') == "tune(...) again with study_name='s1', storage='/tmp/s.journal'"
+
+
+def test_tuning_selects_on_the_runs_validation_set(no_training):
+    "A study of seed 3 scores its trials on the augmented validation set the table runs select on (drawn with seed 0)."
+    cfg = RunConfig(labels='spider', val='augmented', seed=3)
+    runs_val = rsetup.validation_set(cfg)                  # what fit_config (the runs) uses
+    obj = rt.Objective(cfg)
+    assert all((a == b).all() for a, b in zip(obj.val, runs_val))
