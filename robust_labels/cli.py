@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_cli.ipynb #4995cef3
 from __future__ import annotations
-import argparse, dataclasses, json, os, sys
+import argparse, dataclasses, inspect, json, os, sys
 from pathlib import Path
 
 # %% auto #0
@@ -52,6 +52,9 @@ def _train_parser(sub, full:bool=True):
     p.add_argument('--device', default=None, help="'cpu', 'cuda', 'cuda:1', ... (default: CUDA when there is one)")
     p.add_argument('--out', default='results/cli', help='output folder (result JSON under <out>/runs)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--log', default='none', choices=['none', 'tensorboard'],
+                   help="'tensorboard': write each epoch's numbers for TensorBoard (needs `pip install tensorboard`)")
+    p.add_argument('--log-dir', default=None, help='TensorBoard folder (default: <out>/tensorboard/<run id>)')
 
 # %% ../nbs/16_cli.ipynb #988a9a13
 _PRESETS = ('smoke', 'paper')  # registry.PRESETS, repeated so that the parser does not import the training stack
@@ -150,13 +153,29 @@ def build_parser(command:str|None=None # the command being run: other commands' 
     _tune_parser(sub, command in (None, 'tune'))
     return parser
 
+# %% ../nbs/16_cli.ipynb #97f6d1a8
+def _train_logger(a, run_id:str):
+    "The TensorBoard logger `train --log` asks for, or None."
+    if a.log == 'none':
+        if a.log_dir is not None: raise ValueError("--log-dir needs --log tensorboard")
+        return None
+    from robust_labels.train import tensorboard_logger
+    return tensorboard_logger(a.log_dir or Path(a.out) / 'tensorboard' / run_id)
+
 # %% ../nbs/16_cli.ipynb #4bc14907
 def _cmd_train(a):
     from robust_labels.config import RunConfig
     from robust_labels.runs import train_run
     from robust_labels.setup import result_path
     cfg = RunConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(RunConfig)})
-    rec = train_run(cfg, a.out, device=a.device, progress=not a.quiet)
+    tb = _train_logger(a, cfg.run_id)
+    live = tb is not None and 'callback' in inspect.signature(train_run).parameters
+    rec = train_run(cfg, a.out, device=a.device, progress=not a.quiet, **(dict(callback=tb) if live else {}))
+    if tb is not None:
+        if not tb.epochs:                  # a run trained earlier, or a train_run that takes no callback
+            for h in rec.get('history', []): tb(h)
+        tb.close()
+        print(f"tensorboard: {tb.logdir}")
     print(json.dumps(rec['metrics'], indent=2))
     print(f"result: {result_path(a.out, cfg)}")
 

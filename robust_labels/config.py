@@ -8,15 +8,11 @@ import dataclasses, hashlib, json
 from dataclasses import dataclass, asdict, field
 
 # %% auto #0
-__all__ = ['REGIMES', 'VALIDATIONS', 'USED_WHEN', 'setting', 'RunConfig']
-
-# %% ../nbs/11a_config.ipynb #bac9b619
-from .core import check_choice, check_int
-from .labels import LABELS
-from .augment import BASELINES
-from .train import get_recipe
+__all__ = ['LABELS', 'BASELINES', 'REGIMES', 'VALIDATIONS', 'USED_WHEN', 'setting', 'RunConfig']
 
 # %% ../nbs/11a_config.ipynb #0883e84d
+LABELS = ('onehot', 'ls', 'vs', 'spider', 'spider-nols')   # labels.LABELS, repeated: config imports without torch
+BASELINES = ('standard', 'none', 'augmix', 'pixmix', 'deepaugment', 'mixup', 'cutmix')   # augment.BASELINES
 REGIMES = ('standard', 'at', 'trades', 'awp', 'rst', 'kd', 'ard', 'oe', 'ssl')
 VALIDATIONS = ('clean', 'augmented')
 
@@ -63,6 +59,7 @@ class RunConfig:
     seed: int = setting(0, 'random seed')
 
     def __post_init__(self):
+        from robust_labels.core import check_choice, check_int
         check_choice('labels', self.labels, LABELS)
         check_choice('augment', self.augment, BASELINES)
         check_choice('val', self.val, VALIDATIONS)
@@ -94,6 +91,7 @@ class RunConfig:
 
     def recipe_(self):
         "The training recipe with this run's overrides."
+        from robust_labels.train import get_recipe
         over = {k: v for k, v in dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size).items() if v}
         if self.weight_decay >= 0: over['weight_decay'] = self.weight_decay
         return get_recipe(self.recipe, **over)

@@ -74,14 +74,15 @@ def check_labels(y, num_classes:int, name:str='y') -> torch.Tensor:
 
 # %% ../nbs/00_core.ipynb #b8e7699c
 def check_batch(x, name:str='x', unit:bool=False, min_dim:int=2) -> torch.Tensor:
-    "Check `x` is a floating tensor with a batch axis (and values in `[0, 1]` when `unit`)."
+    "Check `x` is a floating tensor with a batch axis (and finite values in `[0, 1]` when `unit`)."
     if not isinstance(x, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point(): raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
     if x.dim() < min_dim:
         raise ValueError(f"{name} must have at least {min_dim} dims (batch first), got shape {tuple(x.shape)}")
     if unit and x.numel():
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1: raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()   # one host read; a NaN makes both NaN
+        if not (lo >= 0 and hi <= 1):
+            raise ValueError(f"{name} must lie in [0, 1] and be finite, got values in [{lo:.4g}, {hi:.4g}]")
     return x
 
 # %% ../nbs/00_core.ipynb #e9ba948b

@@ -239,8 +239,10 @@ def safe_extract_tar(path, dest) -> Path:
 
 # %% ../nbs/03_data.ipynb #8a9fe2c1
 def extract_folder(archive, root, folder:str) -> Path:
-    "Extract `archive` into a temporary folder under `root`, then move its `folder` into place, so a crash leaves no half folder."
+    "Extract `archive`'s `folder` under `root` through a temporary folder, so a crash leaves no half folder."
     root = Path(root)
+    if (root/folder).exists():
+        raise FileExistsError(f"{root/folder} already exists: remove it to extract {archive} again")
     tmp = root/f'.{folder}.partial'
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -252,10 +254,10 @@ def extract_folder(archive, root, folder:str) -> Path:
 
 # %% ../nbs/03_data.ipynb #b093be86
 def _missing(name, where, url):
-    return FileNotFoundError(f"{name} not found: expected {where}. Pass download=True to download it (MD5-checked) "
-                             "from "
-                             f"{url}, or point root= or the ROBUST_LABELS_DATA environment variable at a folder that "
-                             "holds it")
+    "The error for a dataset that is not on disk: where it was looked for and how to get it."
+    return FileNotFoundError(f"{name} not found: expected {where}. Run `robust-labels data download {name}` "
+                             f"(or pass download=True) to download it (MD5-checked) from {url}, or point root= or "
+                             "the ROBUST_LABELS_DATA environment variable at a folder that holds it")
 
 # %% ../nbs/03_data.ipynb #af1da109
 def _torchvision_cifar(name, root, train, download):

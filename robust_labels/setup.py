@@ -140,12 +140,12 @@ def make_regime(cfg:RunConfig, labels, augment, out_dir, device=None):
     return SSL(outlier_set(cfg), labels, K, augment=augment)
 
 # %% ../nbs/11b_setup.ipynb #060c4a13
-def validation_set(cfg:RunConfig, seed:int=0): # seed of the augmented set's draw (runs: 0; tune: the run's seed)
-    "The validation data that selects the model: the val split, or its augmented version (one fixed draw of `seed`)."
+def validation_set(cfg:RunConfig):
+    "The validation data that selects the model: the val split, or its augmented version (one fixed draw, seed 0)."
     val = get_dataset(cfg.dataset, 'val')
     if cfg.val == 'clean': return val
     x, y = as_tensors(val)
-    return augmented_validation(x, y, generator=torch.Generator().manual_seed(seed))
+    return augmented_validation(x, y, generator=torch.Generator().manual_seed(0))
 
 # %% ../nbs/11b_setup.ipynb #6999a818
 def data_fingerprint(dataset) -> str:

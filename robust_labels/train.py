@@ -23,7 +23,7 @@ from .models import load_weights
 # %% auto #0
 __all__ = ['RECIPES', 'Recipe', 'get_recipe', 'make_optimizer', 'as_dataset', 'evaluate', 'standard_loss', 'with_l1', 'FitResult',
            'FitState', 'fit_state', 'train_step', 'train_epoch', 'keep_best', 'save_checkpoint', 'load_checkpoint',
-           'fit']
+           'fit', 'tensorboard_logger']
 
 # %% ../nbs/09_train.ipynb #0c1a5bf1
 @dataclass(frozen=True)
@@ -306,6 +306,24 @@ def _set_rng_state(state:dict, loader_gen:torch.Generator):
     loader_gen.set_state(state['loader'].cpu())
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
+# %% ../nbs/09_train.ipynb #c1c850b2
+def _transform_state(t) -> dict|None:
+    "What a batch transform needs to continue: its `state_dict`, its own generator's state or its parts' states."
+    if callable(getattr(t, 'state_dict', None)): return dict(state=t.state_dict())
+    if isinstance(getattr(t, 'generator', None), torch.Generator): return dict(generator=t.generator.get_state())
+    if isinstance(getattr(t, 'transforms', None), (list, tuple)):
+        return dict(parts=[_transform_state(p) for p in t.transforms])
+    return None
+
+# %% ../nbs/09_train.ipynb #f698445c
+def _set_transform_state(t, saved:dict|None):
+    "Restore what `_transform_state` took from `t` (nothing for `None`, as in a checkpoint that predates it)."
+    if saved is None or t is None: return
+    if 'state' in saved: t.load_state_dict(saved['state'])
+    elif 'generator' in saved: t.generator.set_state(saved['generator'].cpu())
+    elif 'parts' in saved:
+        for part, s in zip(t.transforms, saved['parts']): _set_transform_state(part, s)
+
 # %% ../nbs/09_train.ipynb #28f21aa1
 def _plain(d:dict) -> dict:
     "Tuples as lists, so a recipe compares equal to its stored form."
@@ -342,11 +360,13 @@ def save_checkpoint(state:FitState, ckdir:Path, epoch:int, # epochs done (1-base
     "Write `ckdir/last.pt` with all of `state`, then `ckdir/best.pt` when this epoch is the new best."
     model, res = state.model, state.result
     regime = state.loss_fn.state_dict() if hasattr(state.loss_fn, 'state_dict') else None
+    transforms = dict(labels=_transform_state(state.labels), augment=_transform_state(state.augment))
     atomic_save(dict(model=model.state_dict(), optimizer=state.opt.state_dict(), scheduler=state.sched.state_dict(),
                      scaler=state.scaler.state_dict(), epoch=epoch, history=res.history,
                      best_epoch=res.best_epoch, best_val_acc=res.best_val_acc, rng=_rng_state(state.loader_gen),
                      recipe=_plain(asdict(state.recipe)), model_config=getattr(model, 'config', None),
-                     regime=regime, identity=state.identity), ckdir / 'last.pt')
+                     regime=regime, identity=state.identity,
+                     transforms=transforms), ckdir / 'last.pt')
     if new_best:
         atomic_save({'model': state.best_state, 'epoch': epoch, 'val_acc': res.best_val_acc,
                      'model_config': getattr(model, 'config', None)}, ckdir / 'best.pt')
@@ -382,6 +402,9 @@ def load_checkpoint(state:FitState, ckdir:Path) -> int:
     _set_rng_state(ck['rng'], state.loader_gen)
     if hasattr(state.loss_fn, 'load_state_dict') and ck.get('regime') is not None:
         state.loss_fn.load_state_dict(ck['regime'])
+    saved = ck.get('transforms') or {}          # absent from checkpoints written before transforms were kept
+    _set_transform_state(state.labels, saved.get('labels'))
+    _set_transform_state(state.augment, saved.get('augment'))
     res.resumed_from = ck['epoch']
     res.history, res.best_epoch, res.best_val_acc = ck['history'], ck['best_epoch'], ck['best_val_acc']
     return ck['epoch']
@@ -399,7 +422,7 @@ def fit(model:nn.Module, train_data, # a Dataset or an (x, y) pair of tensors
         checkpoint_dir=None, resume:bool=False, # write last.pt/best.pt there; continue from last.pt
         seed:int=0, progress:bool=True, restore_best:bool=True,
         callback:Callable|None=None, # called with each epoch's record; may raise to stop (e.g. a pruned trial)
-        num_workers:int=0,
+        num_workers:int|None=None, # DataLoader workers; None: the dataset's own `num_workers` (0 in memory)
         identity:dict|None=None, # JSON-able run configuration and data fingerprint; a resumed checkpoint must match
         check_every:int=50, # steps between checks that the loss is finite (each check waits for the device)
         compile:bool=False) -> FitResult: # train a `torch.compile`d model
@@ -427,3 +450,21 @@ def fit(model:nn.Module, train_data, # a Dataset or an (x, y) pair of tensors
     state.result.seconds = time.perf_counter() - t0
     if restore_best and state.best_state is not None: load_weights(model, state.best_state)
     return state.result
+
+# %% ../nbs/09_train.ipynb #1f60f912
+class tensorboard_logger:
+    "A `fit` callback writing each epoch record's finite numbers as TensorBoard scalars under `logdir`."
+    def __init__(self, logdir):
+        try: from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ImportError(f"TensorBoard logging needs the tensorboard package: pip install tensorboard ({e})"
+                              ) from e
+        self.logdir, self.epochs = Path(logdir), 0
+        self.writer = SummaryWriter(str(self.logdir))
+    def __call__(self, rec:dict):
+        for k, v in rec.items():
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if k != 'epoch' and ok: self.writer.add_scalar(k, v, rec['epoch'])
+        self.writer.flush()
+        self.epochs += 1
+    def close(self): self.writer.close()

@@ -170,3 +170,39 @@ def test_reproduce_from_the_cli_writes_under_the_cwd(tmp_path, capfd, monkeypatc
     assert 'vs_table13: claims ' in out and 'report.html' in out
     assert (tmp_path / 'results' / 'smoke' / 'tables' / 'vs_table13.csv').exists()
     assert (tmp_path / 'results' / 'smoke' / 'figures' / 'vs_table13.png').exists()
+
+
+class _Writer:
+    "Stands in for torch.utils.tensorboard.SummaryWriter; keeps every writer made."
+    made = []
+    def __init__(self, logdir):
+        self.logdir, self.scalars, self.closed = logdir, [], False
+        _Writer.made.append(self)
+    def add_scalar(self, tag, value, step): self.scalars.append((tag, value, step))
+    def flush(self): pass
+    def close(self): self.closed = True
+
+
+def test_train_log_tensorboard(tmp_path, capsys, monkeypatch):
+    "`train --log tensorboard` writes each epoch's scalars; without tensorboard it stops first, naming the pip install."
+    import types
+    argv = ['train', '--epochs', '2', '--out', str(tmp_path), '--quiet', '--log', 'tensorboard']
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)
+    code, err = fails(argv, capsys)
+    assert code != 0 and 'pip install tensorboard' in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'runs').exists()                      # stopped before training
+    code, err = fails(['train', '--log-dir', str(tmp_path / 'x'), '--out', str(tmp_path)], capsys)
+    assert code == 2 and '--log-dir needs --log tensorboard' in err
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', types.SimpleNamespace(SummaryWriter=_Writer))
+    _Writer.made.clear()
+    main(argv)
+    out = capsys.readouterr().out
+    w, = _Writer.made
+    rec = json.loads(next((tmp_path / 'runs').glob('*.json')).read_text())
+    assert w.closed and f"tensorboard: {w.logdir}" in out
+    assert w.logdir == str(tmp_path / 'tensorboard' / rec['run_id'])
+    want = {(k, e) for e in (1, 2) for k in ('train_loss', 'val_acc', 'lr', 'seconds')}
+    assert {(t, s) for t, _, s in w.scalars} == want
+    main(argv + ['--log-dir', str(tmp_path / 'again')])          # a run already trained: its recorded history
+    w2 = _Writer.made[-1]
+    assert w2.logdir == str(tmp_path / 'again') and len(w2.scalars) == len(w.scalars)

@@ -1,5 +1,5 @@
 "Tests of robust_labels.config: run ids, checks, field help."
-import dataclasses, hashlib
+import dataclasses, hashlib, subprocess, sys
 
 import pytest
 
@@ -78,3 +78,22 @@ def test_a_label_method_without_its_hyperparameter_cannot_be_trained(kw, field):
     with pytest.raises(ValueError, match=f"labels '{kw['labels']}' needs {field} > 0"): cfg.check_trainable()
     RunConfig(labels='spider', tau=0.5).check_trainable()
     RunConfig().check_trainable()
+
+
+def test_config_imports_without_torch():
+    "The command line builds `train --help` from RunConfig's fields: importing config must not import torch."
+    code = ("import sys, dataclasses, robust_labels.config as c\n"
+            "assert [f.name for f in dataclasses.fields(c.RunConfig)][:3] == ['dataset', 'model', 'labels']\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '[]', out
+
+
+def test_choice_tuples_repeat_the_modules_that_implement_them():
+    "config repeats the names of the label schemes and the baselines as plain data; they must stay equal."
+    from robust_labels import augment, config, labels
+    assert config.LABELS == labels.LABELS
+    assert config.BASELINES == augment.BASELINES
+    fields = {f.name: f.metadata['choices'] for f in dataclasses.fields(RunConfig)}
+    assert fields['labels'] == labels.LABELS and fields['augment'] == augment.BASELINES
+    with pytest.raises(ValueError, match="augment must be one of 'standard'"): RunConfig(augment='autoaugment')

@@ -1,11 +1,12 @@
-"Tests of robust_labels.core: files that follow the umask, devices that exist."
+"Tests of robust_labels.core: files that follow the umask, devices that exist, unit-range checks."
 import os, stat
 
 import numpy as np
 import pytest
 import torch
 
-from robust_labels.core import atomic_save, atomic_save_npy, atomic_write, atomic_write_json, default_device
+from robust_labels.core import (atomic_save, atomic_save_npy, atomic_write, atomic_write_json, check_batch,
+                                check_images, default_device)
 
 
 @pytest.mark.parametrize('umask', [0o022, 0o002, 0o077])
@@ -31,3 +32,19 @@ def test_default_device_names_what_is_available():
     else:
         with pytest.raises(ValueError, match=r"device 'cuda:99'"):
             default_device('cuda:99')
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf'), 1.5, -0.1])
+def test_unit_batches_reject_nan_inf_and_out_of_range(bad):
+    "A NaN pixel makes `lo < 0 or hi > 1` False; the check must still refuse it."
+    x = torch.rand(2, 1, 3, 3)
+    x[1, 0, 2, 1] = bad
+    with pytest.raises(ValueError, match=r'x must lie in \[0, 1\] and be finite'): check_batch(x, unit=True)
+    with pytest.raises(ValueError, match=r'img must lie in \[0, 1\] and be finite'): check_images(x, name='img')
+
+
+def test_unit_batches_accept_valid_values():
+    half_ones = torch.ones(1, 1, 2, 2, dtype=torch.float16)
+    for x in (torch.rand(2, 3), torch.zeros(1, 1, 2, 2), half_ones, torch.empty(0, 3)):
+        assert check_batch(x, unit=True) is x
+    assert check_images(torch.rand(2, 3, 4, 4)) is not None

@@ -41,3 +41,16 @@ def test_unreadable_result_file_names_the_file(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ValueError, match=r"result file .*abc\.json .*delete it"): setup.read_result(path)
     with pytest.raises(ValueError, match=r"abc\.json"): setup.config_of('abc', tmp_path)
+
+
+def test_validation_set_is_one_fixed_draw(monkeypatch):
+    "The augmented validation set takes no seed: every run and every tuning study selects on the same images."
+    import inspect
+    assert list(inspect.signature(setup.validation_set).parameters) == ['cfg']
+    g = torch.Generator().manual_seed(5)
+    val = TensorDataset(torch.rand(6, 3, 8, 8, generator=g), torch.arange(6) % 3)
+    monkeypatch.setattr(setup, 'get_dataset', lambda name, split: val)
+    assert setup.validation_set(RunConfig()) is val
+    xa, ya = setup.validation_set(RunConfig(val='augmented'))
+    assert torch.equal(ya, val.tensors[1]) and not torch.equal(xa, val.tensors[0])
+    assert torch.equal(setup.validation_set(RunConfig(val='augmented', seed=7))[0], xa)

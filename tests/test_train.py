@@ -195,8 +195,9 @@ def test_checkpoint_file_format(digits, tmp_path):
     fit(_cnn(), train, val, get_recipe('smoke', epochs=1), checkpoint_dir=tmp_path, progress=False)
     last = torch.load(tmp_path / 'last.pt', weights_only=True)
     assert list(last) == ['model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'history', 'best_epoch',
-                          'best_val_acc', 'rng', 'recipe', 'model_config', 'regime', 'identity']
+                          'best_val_acc', 'rng', 'recipe', 'model_config', 'regime', 'identity', 'transforms']
     assert sorted(last['rng']) == ['cuda', 'loader', 'torch'] and last['regime'] is None and last['epoch'] == 1
+    assert last['transforms'] == dict(labels=None, augment=None)     # one-hot labels hold no state
     assert list(torch.load(tmp_path / 'best.pt', weights_only=True)) == ['model', 'epoch', 'val_acc', 'model_config']
 
 
@@ -460,3 +461,124 @@ def test_fit_compiled(digits):
     assert list(ms[0].state_dict()) == list(ms[1].state_dict())
     assert all(torch.allclose(a.float(), b.float(), atol=1e-3) for a, b in zip(ms[0].state_dict().values(),
                                                                                 ms[1].state_dict().values()))
+
+
+# --- transform generators in checkpoints, num_workers, TensorBoard ---
+
+def _own_generators(train, val, ckdir, stop_after=None, resume=False):
+    "Two smoke epochs with SPIDER and random crops that draw from their own generators."
+    from robust_labels.data import RandomCropFlip
+    m = _cnn(1)
+    labels = SPIDER(10, 1.0, 0.3, generator=torch.Generator().manual_seed(9))
+    augment = RandomCropFlip(1, generator=torch.Generator().manual_seed(8))
+    try:
+        fit(m, train, val, get_recipe('smoke', epochs=2), labels=labels, augment=augment, checkpoint_dir=ckdir,
+            resume=resume, seed=3, progress=False, restore_best=False,
+            callback=_stop_after(stop_after) if stop_after else None)
+    except KeyboardInterrupt:
+        pass
+    return m, labels, augment
+
+
+def test_resume_restores_transform_generators(digits, tmp_path):
+    "Transforms with their own generators, killed after epoch 1 and resumed, end bitwise as an uninterrupted run."
+    train, val, _ = digits
+    straight, l1, a1 = _own_generators(train, val, tmp_path / 'a')
+    _own_generators(train, val, tmp_path / 'b', stop_after=1)
+    resumed, l2, a2 = _own_generators(train, val, tmp_path / 'b', resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(l1.generator.get_state(), l2.generator.get_state())
+    assert torch.equal(a1.generator.get_state(), a2.generator.get_state())
+
+
+def test_old_checkpoint_without_transform_states_resumes(digits, tmp_path):
+    "A last.pt written before transform states were kept still resumes."
+    train, val, _ = digits
+    _own_generators(train, val, tmp_path, stop_after=1)
+    ck = torch.load(tmp_path / 'last.pt', weights_only=True)
+    assert ck['transforms']['labels'] is not None and ck['transforms']['augment'] is not None
+    del ck['transforms']
+    torch.save(ck, tmp_path / 'last.pt')
+    m, _, _ = _own_generators(train, val, tmp_path, resume=True)
+    assert torch.load(tmp_path / 'last.pt', weights_only=True)['epoch'] == 2
+
+
+class _CountingAugment:
+    "An augmentation with a state_dict: counts its batches."
+    def __init__(self): self.calls = 0
+    def __call__(self, x, y):
+        self.calls += 1
+        return x, y
+    def state_dict(self): return dict(calls=self.calls)
+    def load_state_dict(self, d): self.calls = d['calls']
+
+
+def test_transform_state_dict_and_compose_parts_are_kept(digits, tmp_path):
+    "A transform's state_dict is saved and loaded; a Compose's parts are kept one by one."
+    from robust_labels.labels import Compose
+    from robust_labels.train import _set_transform_state, _transform_state
+    train, val, _ = digits
+    aug = _CountingAugment()
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cnn(), train, val, get_recipe('smoke', epochs=2), augment=aug, checkpoint_dir=tmp_path,
+            callback=_stop_after(1), progress=False)
+    per_epoch = aug.calls
+    again = _CountingAugment()
+    fit(_cnn(), train, val, get_recipe('smoke', epochs=2), augment=again, checkpoint_dir=tmp_path, resume=True,
+        progress=False)
+    assert per_epoch > 0 and again.calls == 2 * per_epoch
+    g = torch.Generator().manual_seed(0)
+    c = Compose(SPIDER(10, 1.0, generator=g), _CountingAugment())
+    saved = _transform_state(c)
+    torch.rand(3, generator=g)
+    c.transforms[1].calls = 5
+    _set_transform_state(c, saved)
+    assert torch.equal(g.get_state(), saved['parts'][0]['generator']) and c.transforms[1].calls == 0
+
+
+def test_num_workers_defaults_to_the_datasets_own(digits, monkeypatch):
+    "fit passes num_workers=None on to make_loader (the dataset's own); in-memory results are unchanged."
+    import inspect
+    import robust_labels.train as tr
+    train, val, _ = digits
+    assert inspect.signature(fit).parameters['num_workers'].default is None
+    seen = []
+    real = tr.make_loader
+    def spy(*a, **k):
+        if k.get('shuffle'): seen.append(k['num_workers'])     # the training loader (evaluate's does not shuffle)
+        return real(*a, **k)
+    monkeypatch.setattr(tr, 'make_loader', spy)
+    m0, m1 = _cnn(), _cnn()
+    fit(m0, train, val, get_recipe('smoke', epochs=1), num_workers=0, progress=False)
+    fit(m1, train, val, get_recipe('smoke', epochs=1), progress=False)
+    assert seen == [0, None]
+    for a, b in zip(m0.state_dict().values(), m1.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+class _Writer:
+    "Stands in for torch.utils.tensorboard.SummaryWriter."
+    def __init__(self, logdir): self.logdir, self.scalars, self.closed = logdir, [], False
+    def add_scalar(self, tag, value, step): self.scalars.append((tag, value, step))
+    def flush(self): pass
+    def close(self): self.closed = True
+
+
+def test_tensorboard_logger_writes_each_epoch(digits, tmp_path, monkeypatch):
+    "tensorboard_logger writes each epoch's numbers, step = epoch; without tensorboard it says how to install it."
+    import sys
+    import types
+    from robust_labels.train import tensorboard_logger
+    train, val, _ = digits
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', types.SimpleNamespace(SummaryWriter=_Writer))
+    tb = tensorboard_logger(tmp_path / 'tb')
+    r = fit(_cnn(), train, val, get_recipe('smoke', epochs=2), callback=tb, progress=False)
+    tb.close()
+    assert tb.writer.logdir == str(tmp_path / 'tb') and tb.writer.closed and tb.epochs == 2
+    got = {(t, s): v for t, v, s in tb.writer.scalars}
+    assert set(got) == {(k, e) for e in (1, 2) for k in ('train_loss', 'val_acc', 'lr', 'seconds')}
+    assert got[('val_acc', 2)] == r.history[1]['val_acc']
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)
+    with pytest.raises(ImportError, match='pip install tensorboard'):
+        tensorboard_logger(tmp_path / 'tb2')

@@ -314,15 +314,24 @@ def test_workers_die_with_their_parent(tmp_path):
         kill_all(pids)
 
 
-def test_a_dead_worker_does_not_fail_a_finished_study(tmp_path):
-    "One worker killed mid-trial: the other retries its trial and finishes the study; the parent reports and exits 0."
-    cfg, path, n = dict(epochs=3, seed=12), tmp_path/'s.journal', 3
+def two_workers_running(tmp_path, seed, n_trials, epochs):
+    "A tune parent with 2 workers, both inside a trial: (parent, journal path, study name, worker pids)."
+    cfg, path = dict(epochs=epochs, seed=seed), tmp_path/'s.journal'
     name = name_of(study_config(**cfg))
-    parent = start_parent(config=cfg, n_trials=n, storage=str(path), pruner='none', workers=2)
-    pids = set()
+    parent = start_parent(config=cfg, n_trials=n_trials, storage=str(path), pruner='none', workers=2)
     try:
         wait_for(lambda: running_workers(path, name, 2), [parent], 'both workers to start a trial')
-        pids = running_workers(path, name, 2)
+    except BaseException:
+        parent.kill()
+        raise
+    return parent, path, name, running_workers(path, name, 2)
+
+
+def test_a_dead_worker_does_not_fail_a_finished_study(tmp_path):
+    "One worker killed mid-trial: the other retries its trial and finishes the study; the parent reports and exits 0."
+    n = 3
+    parent, path, name, pids = two_workers_running(tmp_path, 12, n, epochs=3)
+    try:
         os.kill(min(pids), signal.SIGKILL)
         out, err = parent.communicate(timeout=DEADLINE)
     finally:
@@ -337,13 +346,9 @@ def test_a_dead_worker_does_not_fail_a_finished_study(tmp_path):
 
 def test_missing_trials_name_the_rerun(tmp_path):
     "Every worker killed: the parent fails with the study's state and the command that resumes it."
-    cfg, path, n = dict(epochs=50, seed=13), tmp_path/'s.journal', 4
-    name = name_of(study_config(**cfg))
-    parent = start_parent(config=cfg, n_trials=n, storage=str(path), pruner='none', workers=2)
-    pids = set()
+    n = 4
+    parent, path, name, pids = two_workers_running(tmp_path, 13, n, epochs=50)
     try:
-        wait_for(lambda: running_workers(path, name, 2), [parent], 'both workers to start a trial')
-        pids = running_workers(path, name, 2)
         kill_all(pids)
         out, err = parent.communicate(timeout=DEADLINE)
     finally:
