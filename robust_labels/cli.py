@@ -313,17 +313,16 @@ def _parse_params(items) -> dict:
 # %% ../nbs/16_cli.ipynb #9382a35f
 def _cmd_tune(a):
     from robust_labels.config import RunConfig
-    from robust_labels.core import atomic_write_json
     from robust_labels.study import default_storage, redact_url
     from robust_labels.tune import best_record, tune
-    from robust_labels.spider_claims import pruning_summary
+    from robust_labels.spider_claims import export_best, pruning_summary
     if a.param and a.space: raise ValueError("give either --space or --param, not both")
     cfg = RunConfig(val=a.validation, **{k: getattr(a, k) for k in _TUNED})
     study = tune(cfg, a.trials, storage=a.storage, study_name=a.study, sampler=a.sampler, pruner=a.pruner,
                  space=_parse_params(a.param) if a.param else a.space, workers=a.workers, device=a.device,
                  checkpoint_dir=a.checkpoints, max_retry=a.max_retry, threads=a.threads, progress=not a.quiet)
-    rec = best_record(study, pruning=pruning_summary(study))
-    if a.export is not None: atomic_write_json(a.export, rec)
+    if a.export is not None: rec = export_best(study, a.export)
+    else: rec = best_record(study, pruning=pruning_summary(study))
     where = redact_url(a.storage) if a.storage else str(default_storage(study.study_name))
     print(json.dumps(dict(study=rec['study'], storage=where, best_trial=rec['best_trial'], best_value=rec['best_value'],
                           params=rec['params'], trials=rec['trials'], pruning=rec['pruning']), indent=2))

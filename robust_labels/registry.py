@@ -333,7 +333,6 @@ def dry_run(preset:str='smoke', experiments=None, overrides:dict|None=None, out_
     params = plan(preset, experiments, overrides, registry)
     out, _ = output_dirs(preset, out_dir)
     results = sorted((out / 'runs').glob('*.json')) if (out / 'runs').is_dir() else []
-    gpu = Path('benchmarks/results/gpu.json')
     return [dict(experiment=n, **{k: p[k] for k in _SHOWN if k in p}, results_present=len(results),
-                 estimate=f"{estimate(n, out)}; GPU: " + ('see ' + str(gpu.resolve()) if gpu.exists() else 'none'))
+                 estimate=estimate(n, out))
             for n, p in params.items()]
