@@ -1,6 +1,7 @@
 """Speed of `robust_labels.attacks.pgd` against torchattacks' PGD / PGDL2 on the same model, batch and steps.
 
 Run on demand (not by CI):  python benchmarks/bench_pgd.py [--device cuda] [--batch 128] [--steps 10] [--out PATH]
+                            [--models cnn,linear,wrn-16-2,digits-cnn]   (the goal is read on 'cnn')
 Prints the median time of each implementation and the median of the per-repetition ratios ours / torchattacks
 (goal, issue 11 §3: <= 0.8), measured in the same process with the runs interleaved in alternating order
 (ours-theirs, theirs-ours, ...), so that machine load and order effects affect both alike; writes them to
@@ -21,6 +22,17 @@ def cifar_cnn(num_classes=10):
     return nn.Sequential(*block(3, 32), *block(32, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 16, num_classes))
 
 
+def _library(name, **kw):
+    from robust_labels.models import create_model
+    return lambda: create_model(name, 10, **kw)
+
+
+# the VGG-style CNN measures the attack as it is used (model-bound; the goal is read on it); the linear model exposes
+# per-step overheads; WRN-16-2 and the digits CNN of robust_labels.models are the library's own CIFAR-shaped models
+MODELS = {'cnn': cifar_cnn, 'linear': lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)),
+          'wrn-16-2': _library('wrn-16-2'), 'digits-cnn': _library('cnn', in_channels=3)}
+
+
 def timed(fn, device):
     "Seconds one call of `fn` takes (synchronised on CUDA)."
     if device.type == 'cuda': torch.cuda.synchronize(device)
@@ -36,6 +48,7 @@ def main():
     p.add_argument('--steps', type=int, default=10)
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave as is)')
+    p.add_argument('--models', default='cnn,linear', help=f"comma-separated, from {', '.join(MODELS)}")
     p.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'pgd.json'), help="JSON record ('' for none)")
     args = p.parse_args()
     try:
@@ -43,17 +56,23 @@ def main():
     except ImportError:
         raise SystemExit('torchattacks is needed for the reference: pip install torchattacks')
     if args.threads: torch.set_num_threads(args.threads)
+    names = args.models.split(',')
+    if 'cnn' not in names or any(n not in MODELS for n in names):
+        raise SystemExit(f"--models must name 'cnn' (the goal's model) and only models from {', '.join(MODELS)}, "
+                         f"got {args.models!r}")
+    load_before = os.getloadavg() if hasattr(os, 'getloadavg') else None
     device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.rand(args.batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     print(f"device {device}, torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
-          f"threads {torch.get_num_threads()}, batch {args.batch}, steps {args.steps}, repeats {args.repeats}")
-    print(f"{'model':7} {'norm':5} {'ours (s)':>10} {'torchattacks (s)':>17} {'ratio':>7}")
+          f"threads {torch.get_num_threads()}, batch {args.batch}, steps {args.steps}, repeats {args.repeats}, "
+          f"load average {load_before}")
+    print(f"{'model':10} {'norm':5} {'ours (s)':>10} {'torchattacks (s)':>17} {'ratio':>7}")
     ratios, rows = [], []
-    # the CNN measures the attack as it is used (model-bound); the linear model exposes per-step overheads
-    for name, model in (('cnn', cifar_cnn()), ('linear', nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)))):
-        model = model.to(device).eval()
+    for name in names:
+        torch.manual_seed(0)
+        model = MODELS[name]().to(device).eval()
         for norm, eps, step in (('linf', 8/255, 2/255), ('l2', 0.5, 0.1)):
             ref = (torchattacks.PGD if norm == 'linf' else torchattacks.PGDL2)(model, eps=eps, alpha=step, steps=args.steps)
             ours = lambda: pgd(model, x, y, norm, eps, step, args.steps)
@@ -69,12 +88,14 @@ def main():
             if name == 'cnn': ratios.append(r)
             rows.append(dict(model=name, norm=norm, ours_s=a, torchattacks_s=b, ratio=r,
                              ratios=[o / t for o, t in zip(t_ours, t_ref)]))
-            print(f"{name:7} {norm:5} {a:10.4f} {b:17.4f} {r:7.3f}")
+            print(f"{name:10} {norm:5} {a:10.4f} {b:17.4f} {r:7.3f}")
     ratio = statistics.mean(ratios)
-    print(f"ratio ours / torchattacks on the CNN (mean over norms of the median paired ratio): {ratio:.3f}  (goal <= 0.8)")
+    print(f"ratio ours / torchattacks on the CNN (mean over norms of the median paired ratio): {ratio:.3f}  (goal <= 0.8); "
+          f"load average {os.getloadavg() if hasattr(os, 'getloadavg') else None}")
     if args.out:
         record = dict(when=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                       device=str(device), machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
+                      load_average_before=load_before,
                       load_average=os.getloadavg() if hasattr(os, 'getloadavg') else None, torch=torch.__version__,
                       torchattacks=torchattacks.__version__, threads=torch.get_num_threads(), batch=args.batch,
                       steps=args.steps, repeats=args.repeats, rows=rows, ratio_cnn=ratio, goal=0.8)

@@ -155,6 +155,19 @@ def _check_start(random_start) -> str|None:
     if random_start is False or random_start is None: return None
     return check_choice('random_start', random_start, STARTS)
 
+# %% ../nbs/07_attacks.ipynb #3ad81744
+def _use_channels_last(model, x:torch.Tensor, channels_last:bool|None) -> bool:
+    "Whether PGD runs `model` on channels-last iterates: as asked, else for a conv net on the CPU or in channels-last."
+    if not (channels_last is None or isinstance(channels_last, bool)):
+        raise ValueError(f"channels_last must be True, False or None (automatic), got {channels_last!r}")
+    if x.dim() != 4 or x.shape[1] < 2: return False          # one channel: both layouts are the same memory
+    if channels_last is not None: return channels_last
+    modules = model.modules() if isinstance(model, nn.Module) else ()
+    conv = next((m for m in modules if isinstance(m, nn.Conv2d)), None)
+    if conv is None: return False
+    return x.device.type == 'cpu' or conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 # %% ../nbs/07_attacks.ipynb #8116fb68
 def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
         x:torch.Tensor, # clean batch `(N, ...)` in [0, 1]
@@ -168,7 +181,8 @@ def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
         num_classes:int|None=None, # loss on the first `num_classes` logits only (VS models)
         loss:str|Callable='ce', # 'ce', 'cw', or `f(logits, y) -> per-sample loss`
         generator:torch.Generator|None=None, # on x's device, for the random start
-        bounds:tuple|None=(0., 1.) # the input space's box (lo, hi) x and the iterates stay in; None: unbounded
+        bounds:tuple|None=(0., 1.), # the input space's box (lo, hi) x and the iterates stay in; None: unbounded
+        channels_last:bool|None=None # iterate in channels-last memory; None: a conv net on the CPU (see above)
        ) -> torch.Tensor:
     "Projected gradient descent (Madry et al. 2018) in the L2 or Linf ball, batched; returns the adversarial batch in [0, 1]."
     pixels = bounds is not None and tuple(bounds) == (0., 1.)
@@ -185,6 +199,8 @@ def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
     if norm == 'linf':
         lo, hi = ((x - eps).clamp_(min=bounds[0]), (x + eps).clamp_(max=bounds[1])) if bounds else (x - eps, x + eps)
     x_adv = random_init(x, norm, eps, generator, start, bounds) if start else x.clone()
+    layout = _use_channels_last(model, x, channels_last)
+    if layout: x_adv = x_adv.contiguous(memory_format=torch.channels_last)
     with eval_mode(model), torch.enable_grad():
         for i in range(steps):
             x_adv.requires_grad_(True)
@@ -199,7 +215,7 @@ def pgd(model:Callable, # maps a batch in [0, 1] to logits `(N, outputs)`
             with torch.no_grad():
                 if norm == 'linf': _linf_step(x_adv, grad, lo, hi, step)
                 else: _l2_step(x_adv, grad, x, eps, step, bounds)
-    return x_adv
+    return x_adv.contiguous() if layout and x.is_contiguous() else x_adv
 
 # %% ../nbs/07_attacks.ipynb #ad255cb4
 def cw(model, x, y, norm:str, eps:float, step:float, steps:int, **kwargs) -> torch.Tensor:
@@ -245,18 +261,18 @@ _SPIDER = "SPIDER App. E.1.1 (CIFAR settings from Yang et al. 2020)"
 _VS = "VS Sec. 4.2, eps 0.031 ~ 8/255"
 ATTACKS = {c.name: c for c in [
     AttackConfig('spider-l2-pgd20', 'l2', 0.5, 1/800, 20, source=f"{_SPIDER}: L2 PGD-20, (eps, step) = (0.5, 1/800)"),
-    AttackConfig('spider-linf-pgd7-cifar', 'linf', 8/255, 2/255, 7, source=f"{_SPIDER}: CIFAR-10/100 Linf PGD-7, "
-                                                                           "(8/255, 2/255)"),
-    AttackConfig('spider-linf-pgd3-tiny', 'linf', 3/255, 1/255, 3, source=f"{_SPIDER}: Tiny-ImageNet Linf PGD-3, "
-                                                                          "(3/255, 1/255)"),
-    AttackConfig('spider-linf-pgd2-imagenet', 'linf', 1/255, 1/510, 2, source=f"{_SPIDER}: ImageNet Linf PGD-2, "
-                                                                              "(1/255, 1/510)"),
-    AttackConfig('vs-pgd20', 'linf', 8/255, 2/255, 20, source=f"{_VS}: evaluation PGD-20; step not stated, 2/255 as in "
-                                                              "training"),
+    AttackConfig('spider-linf-pgd7-cifar', 'linf', 8/255, 2/255, 7,
+                 source=f"{_SPIDER}: CIFAR-10/100 Linf PGD-7, (8/255, 2/255)"),
+    AttackConfig('spider-linf-pgd3-tiny', 'linf', 3/255, 1/255, 3,
+                 source=f"{_SPIDER}: Tiny-ImageNet Linf PGD-3, (3/255, 1/255)"),
+    AttackConfig('spider-linf-pgd2-imagenet', 'linf', 1/255, 1/510, 2,
+                 source=f"{_SPIDER}: ImageNet Linf PGD-2, (1/255, 1/510)"),
+    AttackConfig('vs-pgd20', 'linf', 8/255, 2/255, 20,
+                 source=f"{_VS}: evaluation PGD-20; step not stated, 2/255 as in training"),
     AttackConfig('vs-cw20', 'linf', 8/255, 2/255, 20, loss='cw', source=f"{_VS}: evaluation CW-20; step as vs-pgd20"),
     AttackConfig('vs-at-pgd10', 'linf', 8/255, 2/255, 10, source=f"{_VS}: training attack PGD-10, step 0.00784 ~ 2/255"),
-    AttackConfig('vs-autoattack', 'linf', 8/255, kind='autoattack', n_target_classes=9, source=f"{_VS}: AutoAttack, 9 "
-                                                                                               "targets"),
+    AttackConfig('vs-autoattack', 'linf', 8/255, kind='autoattack', n_target_classes=9,
+                 source=f"{_VS}: AutoAttack, 9 targets"),
     AttackConfig('vs-autoattack+', 'linf', 8/255, kind='autoattack', n_target_classes=None,
                  source=f"{_VS}: AutoAttack+, K + V - 1 targets"),
     AttackConfig('vs-autoattack-official', 'linf', 8/255, kind='autoattack', n_target_classes=9, protocol='vs-official',
@@ -290,8 +306,15 @@ def robust_accuracy_header(x:torch.Tensor, y:torch.Tensor, attack, num_classes:i
     "What a `robust_accuracy` call measures: saved per-batch counts may only be reused under an equal header."
     if isinstance(attack, str): attack = get_attack(attack)
     y = torch.as_tensor(y)
-    return dict(attack=_describe(attack), n=x.shape[0], shape=list(x.shape[1:]), batch_size=batch_size,
-                num_classes=num_classes, seed=seed, labels_sha1=hashlib.sha1(y.cpu().long().numpy().tobytes()).hexdigest())
+    return dict(
+        attack=_describe(attack),
+        n=x.shape[0],
+        shape=list(x.shape[1:]),
+        batch_size=batch_size,
+        num_classes=num_classes,
+        seed=seed,
+        labels_sha1=hashlib.sha1(y.cpu().long().numpy().tobytes()).hexdigest(),
+    )
 
 # %% ../nbs/07_attacks.ipynb #f69fb8ed
 def robust_accuracy(model:Callable, x:torch.Tensor, y:torch.Tensor,
@@ -384,7 +407,7 @@ class AutoAttackPlus(AutoAttack):
         self.apgd_targeted.model = self.decision  # APGD-T: targets ranked over all outputs, success on the real ones
         self.fab = _FABReal(model, num_classes, n_restarts=5, n_iter=100, eps=self.epsilon, seed=self.seed,
                             norm=self.norm, verbose=False, device=self.device)   # as AutoAttack builds its FAB
-        if self.version != 'custom': self._set_version(self.version)         # the version's settings, on the new FAB too
+        if self.version != 'custom': self._set_version(self.version)  # the version's settings, on the new FAB too
         if protocol == 'vs-official':             # the VS repository: raw K + V outputs, and no set_version for APGD-CE
             self.apgd.model = self.square.predict = self.apgd_targeted.model = model
             self.apgd.n_restarts = 5
@@ -424,8 +447,9 @@ def autoattack(model:Callable, x:torch.Tensor, y:torch.Tensor,
         outputs = model(x[:batch_size].to(device))
         n_real, n_out = check_logits(outputs, num_classes), outputs.shape[1]
     y = check_labels(y, n_real)
-    n_target_classes = n_out - 1 if n_target_classes is None else min(check_int('n_target_classes', n_target_classes, 1),
-                                                                       n_out - 1)   # known here: no extra forward pass
+    n_target_classes = (
+        n_out - 1 if n_target_classes is None else min(check_int('n_target_classes', n_target_classes, 1), n_out - 1)
+    )  # known here: no extra forward pass
     kwargs = dict(norm=AA_NORMS[norm], eps=eps, seed=seed, device=device, version='custom' if attacks else version)
     if attacks: kwargs['attacks'] = list(attacks)
     with eval_mode(model), torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import check_choice, repo_root
+from .core import check_choice, check_int, repo_root
 from .corruption_sets import PUBLISHED_C, download_corrupted
 from .corruptions import CORRUPTIONS
-from .data import (DATASETS, IMAGE_SUFFIXES, TINY_IMAGENET_FOLDER, TINY_IMAGENET_MD5, TINY_IMAGENET_URL, data_root,
-                   download_file, extract_folder, file_md5, imagenet_folder, prepare_tinyimagenet)
+from .data import (DATASETS, IMAGE_SUFFIXES, IMAGENET_FOLDER, SYNTHETIC_ENV, TINY_IMAGENET_FOLDER, TINY_IMAGENET_MD5,
+                                TINY_IMAGENET_URL, data_root, download_file, extract_folder, file_md5, imagenet_folder, prepare_tinyimagenet)
 
 # %% auto #0
-__all__ = ['CATALOG', 'Entry', 'path', 'status', 'needed', 'download', 'check']
+__all__ = ['CATALOG', 'SYNTHETIC_NOTE', 'Entry', 'path', 'status', 'needed', 'download', 'check', 'write_synthetic']
 
 # %% ../nbs/05d_catalog.ipynb #c3155dee
 @dataclass(frozen=True)
@@ -346,3 +346,169 @@ def check(name:str, root=None) -> None:
     if problems:
         shown = '\n  '.join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else '')
         raise ValueError(f"{name} at {p} has {len(problems)} problem(s):\n  {shown}")
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0001
+SYNTHETIC_NOTE = ("A SYNTHETIC copy written by robust_labels.catalog.write_synthetic: random images in the published "
+                  "layout, NOT the dataset. For rehearsals only; loaders accept it without checksums only while "
+                  "ROBUST_LABELS_SYNTHETIC=1.\n")
+
+def _mark(folder:Path) -> Path:
+    "Create `folder` and put the `SYNTHETIC` marker in it."
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / 'SYNTHETIC').write_text(SYNTHETIC_NOTE)
+    return folder
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0003
+def _used(classes:int, n:int) -> int:
+    "How many classes `n` training images take: five or more each, so that the 20% validation split holds each."
+    return max(1, min(classes, n // 5))
+
+def _labels(m:int, used:int) -> np.ndarray:
+    "`m` labels taking the first `used` classes in turn."
+    return (np.arange(m) % used).astype(np.int64)
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0005
+def _images(g:np.random.Generator, n:int, size:int) -> np.ndarray:
+    "`n` random uint8 images (N, size, size, 3): smooth colour blobs, so that JPEGs stay small."
+    small = g.integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(small, -(-size // 4), 1), -(-size // 4), 2)[:, :size, :size]
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0007
+def _fake_cifar(root:Path, name:str, n:int, n_test:int, g) -> Path:
+    "CIFAR-10/100 python batches as torchvision reads them (pickles of 'data' N x 3072 uint8 and the labels)."
+    import pickle
+    K = DATASETS[name].num_classes
+    folder = _mark(root / CATALOG[name].folder)
+    key = 'labels' if name == 'cifar10' else 'fine_labels'
+    def dump(file, x, y):
+        d = {'data': x.transpose(0, 3, 1, 2).reshape(len(x), -1), key: y.tolist(),
+             'filenames': [f'synthetic_{i}.png' for i in range(len(x))]}
+        if name == 'cifar100': d['coarse_labels'] = (y % 20).tolist()
+        with open(folder / file, 'wb') as f: pickle.dump(d, f, protocol=2)
+    y = _labels(n, _used(K, n))
+    x = _images(g, n, 32)
+    train = _FILES[name][:5] if name == 'cifar10' else ['train']
+    for i, file in enumerate(train): dump(file, x[i::len(train)], y[i::len(train)])
+    dump('test_batch' if name == 'cifar10' else 'test', _images(g, n_test, 32), _labels(n_test, _used(K, n)))
+    names = [f'class_{k}' for k in range(K)]
+    meta = {'label_names': names} if name == 'cifar10' else {'fine_label_names': names,
+                                                              'coarse_label_names': [f'super_{k}' for k in range(20)]}
+    with open(folder / _FILES[name][-1], 'wb') as f: pickle.dump(meta, f, protocol=2)
+    return folder
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0008
+def _fake_svhn(root:Path, n:int, n_test:int, g) -> Path:
+    "SVHN's train_32x32.mat and test_32x32.mat: 'X' (32, 32, 3, N) uint8, 'y' (N, 1) in 1..10 (10 is the digit 0)."
+    from scipy.io import savemat
+    _mark(root)
+    for file, m in (('train_32x32.mat', n), ('test_32x32.mat', n_test)):
+        y = _labels(m, _used(10, n))
+        savemat(root / file, {'X': _images(g, m, 32).transpose(1, 2, 3, 0), 'y': np.where(y == 0, 10, y)[:, None]})
+    return root
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0009
+def _wnids(k:int) -> list:
+    "`k` made-up wnids (n + 8 digits), sorted."
+    return [f'n{i:08d}' for i in range(k)]
+
+def _jpeg(x:np.ndarray, file:Path):
+    "Save one uint8 H x W x 3 image as a JPEG."
+    from PIL import Image
+    file.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(x).save(file, quality=90)
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0011
+def _fake_tinyimagenet(root:Path, n:int, n_test:int, g) -> Path:
+    "tiny-imagenet-200: wnids.txt (200), train/<wnid>/images/*.JPEG, val/images + val_annotations.txt; 64 px."
+    folder = _mark(root / TINY_IMAGENET_FOLDER)
+    wnids = _wnids(200)
+    (folder / 'wnids.txt').write_text('\n'.join(wnids) + '\n')
+    (folder / 'words.txt').write_text(''.join(f'{w}\tsynthetic class {k}\n' for k, w in enumerate(wnids)))
+    for w in wnids: (folder / 'train' / w / 'images').mkdir(parents=True, exist_ok=True)
+    for i, (x, k) in enumerate(zip(_images(g, n, 64), _labels(n, _used(200, n)))):
+        _jpeg(x, folder / 'train' / wnids[k] / 'images' / f'{wnids[k]}_{i}.JPEG')
+    lines = []
+    for i, (x, k) in enumerate(zip(_images(g, n_test, 64), _labels(n_test, _used(200, n)))):
+        _jpeg(x, folder / 'val' / 'images' / f'val_{i}.JPEG')
+        lines.append(f'val_{i}.JPEG\t{wnids[k]}\t0\t0\t63\t63\n')
+    (folder / 'val' / 'val_annotations.txt').write_text(''.join(lines))
+    return folder
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0012
+def _fake_imagenet(root:Path, n:int, n_test:int, g, classes:int=1000) -> Path:
+    "ILSVRC-2012 as ImageFolder: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG of the first `classes` wnids (1+ images each)."
+    folder = _mark(root / IMAGENET_FOLDER)
+    wnids = _wnids(classes)
+    for split, m in (('train', n), ('val', n_test)):
+        y = np.concatenate([np.arange(classes), _labels(m, _used(classes, n))])   # every class once, then `m` more
+        for i, (x, k) in enumerate(zip(_images(g, len(y), 32), y)):
+            _jpeg(x, folder / split / wnids[k] / f'{wnids[k]}_{split}_{i}.JPEG')
+    return folder
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0013
+def _fake_c_arrays(root:Path, dataset:str, n:int, n_test:int, g) -> Path:
+    "CIFAR-10-C / CIFAR-100-C: `<corruption>.npy` uint8 (5 n_test, 32, 32, 3), `labels.npy`: the test labels 5 times."
+    folder = _mark(root / PUBLISHED_C[dataset]['folder'])
+    np.save(folder / 'labels.npy', np.tile(_labels(n_test, _used(DATASETS[dataset].num_classes, n)), 5))
+    for c in CORRUPTIONS: np.save(folder / f'{c}.npy', _images(g, 5 * n_test, 32))
+    return folder
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0014
+def _link(src:Path, dst:Path):
+    "`dst` as a hard link to `src` (a copy where links are not possible)."
+    import shutil
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try: os.link(src, dst)
+    except OSError: shutil.copyfile(src, dst)
+
+def _fake_image_c(folder:Path, wnids:list, size:int, g) -> Path:
+    "A -C set of images `<corruption>/<severity>/<wnid>/*.JPEG`: one image per class, linked into every folder."
+    _mark(folder)
+    for k, (w, x) in enumerate(zip(wnids, _images(g, len(wnids), size))):
+        first = folder / CORRUPTIONS[0] / '1' / w / f'{w}_0.JPEG'
+        _jpeg(x, first)
+        for c in CORRUPTIONS:
+            for s in range(1, 6):
+                if (c, s) != (CORRUPTIONS[0], 1): _link(first, folder / c / str(s) / w / first.name)
+    return folder
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0015
+def _fake_array(file:Path, n:int, g) -> Path:
+    "A 32 px image array: `.npy` (N, 32, 32, 3) uint8, or `.npz` with it as 'data'."
+    _mark(file.parent)
+    x = _images(g, n, 32)
+    if file.suffix == '.npz': np.savez(file, data=x)
+    else: np.save(file, x)
+    return file
+
+# %% ../nbs/05d_catalog.ipynb #5e7a0016
+_ARRAYS = {'unlabeled': 'unlabeled.npz', 'outliers': 'outliers.npy', 'ood-test': 'ood_test.npy'}
+
+def write_synthetic(names=None, # catalogue names (a name or a list); None: every one with files on disk
+                    root=None, # data folder to write in (`robust_labels.data.data_root`); arrays: root/synthetic
+                    n:int=100, # official training images of each dataset (and images of each array)
+                    n_test:int|None=None, # test images of each dataset; None: n // 4
+                    classes:int|None=None, # class folders of ImageNet, the image -C sets; None: all (as `check` wants)
+                    seed:int=0) -> dict:
+    "Write tiny SYNTHETIC copies of `names` in their published layouts; the environment variables that point at them."
+    names = [n_ for n_ in CATALOG if CATALOG[n_].kind != 'embedded'] if names is None else \
+            [names] if isinstance(names, str) else list(names)
+    entries = [_entry(x) for x in names]
+    n = check_int('n', n, 5)
+    n_test = check_int('n_test', n // 4 if n_test is None else n_test, 1)
+    root = data_root(root)
+    g = np.random.default_rng(check_int('seed', seed, 0))
+    def few(e): return e.classes if classes is None else check_int('classes', classes, 1, e.classes)
+    env = {'ROBUST_LABELS_DATA': str(root), SYNTHETIC_ENV: '1'}
+    for e in entries:
+        if e.name in ('cifar10', 'cifar100'): _fake_cifar(root, e.name, n, n_test, g)
+        elif e.name == 'svhn': _fake_svhn(root, n, n_test, g)
+        elif e.name == 'tinyimagenet': _fake_tinyimagenet(root, n, n_test, g)
+        elif e.name == 'imagenet': _fake_imagenet(root, n, n_test, g, few(e))
+        elif e.name in ('cifar10-c', 'cifar100-c'): _fake_c_arrays(root, e.name[:-2], n, n_test, g)
+        elif e.kind == 'corruptions':
+            k = few(e)
+            _fake_image_c(path(e.name, root), _wnids(e.classes)[:k], 64 if e.name == 'tinyimagenet-c' else 224, g)
+        elif e.kind == 'array':
+            env[e.env] = str(_fake_array(root / 'synthetic' / _ARRAYS[e.name], n, g))
+    return env

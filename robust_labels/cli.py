@@ -8,7 +8,7 @@ import argparse, dataclasses, inspect, json, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['config_flags', 'HelpFormatter', 'build_parser', 'run_rows', 'main']
+__all__ = ['config_flags', 'HelpFormatter', 'build_parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #ad7246ed
 from . import __version__
@@ -67,14 +67,29 @@ def _reproduce_parser(sub):
                    help='names from `robust-labels list` (default: all)')
     p.add_argument('--out', default='results', help='results folder (tables, runs, executed notebooks under '
                                                     '<out>/<preset>); relative to the current directory')
-    p.add_argument('--figures', default=None, help='figures folder (<figures>/<preset>; default <out>/<preset>/figures)')
+    p.add_argument('--figures', default=None,
+                   help='figures folder (<figures>/<preset>; default <out>/<preset>/figures)')
     p.add_argument('--set', action='append', default=None, metavar='KEY=VALUE', dest='set',
                    help="override a notebook parameter in every selected experiment that takes it, e.g. epochs=1 or "
-                        "'seeds=[0]' (repeatable; checked against the notebooks' parameters cells)")
+                        "'seeds=[0]' (repeatable; checked against the notebooks' parameters cells; default: the "
+                        "preset's values)")
     p.add_argument('--dry-run', action='store_true', help='list what each experiment would run; run nothing')
     p.add_argument('--download', action='store_true', help='download missing data sets that have a public source')
     p.add_argument('--continue-on-error', action='store_true', help='after a notebook fails, run the rest')
-    p.add_argument('--shard', default=None, help="'i/n': run one shard of every grid (for several machines)")
+    p.add_argument('--shard', default=None,
+                   help="'i/n': train this machine's share of the planned runs, build no tables "
+                        "(a final reproduce without --shard builds them; default: all runs here)")
+    p.add_argument('--executor', default='local', choices=['local', 'ray'],
+                   help="local: each notebook trains its runs here; ray: the planned runs of each stage fan out as Ray "
+                        "tasks (pip install 'robust_labels[ray]')")
+    p.add_argument('--address', default=None, help="Ray cluster to join (HOST:PORT or 'auto'; default: start one here)")
+    p.add_argument('--gpus-per-run', type=int, default=None,
+                   help='GPUs each run holds (Ray; >1 trains it with torchrun; default: 1 when the cluster has GPUs)')
+    p.add_argument('--cpus-per-run', type=int, default=None,
+                   help='CPUs (torch threads) each run holds (default: --threads, else 1)')
+    p.add_argument('--gpu-costs', default=None,
+                   help='--dry-run: GPU measurements of benchmarks/gpu_check.sh (default: benchmarks/results/gpu.json '
+                        'of the checkout)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads per notebook (default: 1 for smoke)')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: CUDA when there is one)")
     p.add_argument('--quiet', action='store_true', help='no progress, only the lines about each notebook')
@@ -87,16 +102,15 @@ def _tune_parser(sub, full:bool=True):
     p = _command(sub, 'tune', 'search label hyperparameters with Optuna (TPE, pruning; resumable; workers share a '
                               'study)')
     if not full: return
-    from robust_labels.labels import LABELS
-    from robust_labels.study import PRUNERS, SAMPLERS
-    from robust_labels.tune import SPACES
+    from robust_labels.config import LABELS, PRUNERS, SAMPLERS, SPACE_NAMES, VALIDATIONS   # names only: no torch
     config_flags(p, _TUNED, defaults=dict(labels='spider'), choices=dict(labels=[l for l in LABELS if l != 'onehot']))
-    p.add_argument('--space', default=None, choices=list(SPACES),
+    p.add_argument('--space', default=None, choices=SPACE_NAMES,
                    help="search-space preset (None: the paper's space for --labels and --dataset)")
     p.add_argument('--param', action='append', default=None, metavar='NAME=SPEC',
                    help="explicit space instead of --space, one per parameter: NAME=LOW:HIGH (range), NAME=V1,V2,.. "
-                        "(grid) or NAME=V (fixed); 'c' is the number of classes and '1-1/c' the largest xi")
-    p.add_argument('--validation', default='augmented', choices=['augmented', 'clean'],
+                        "(grid) or NAME=V (fixed); 'c' is the number of classes and '1-1/c' the largest xi "
+                        "(default: --space)")
+    p.add_argument('--validation', default='augmented', choices=VALIDATIONS,
                    help='the validation set trials are scored on')
     p.add_argument('--trials', type=int, default=30,
                    help='finished trials the study should hold (SPIDER: 30; 15 for Tiny-ImageNet)')
@@ -107,10 +121,12 @@ def _tune_parser(sub, full:bool=True):
     p.add_argument('--sampler', default=None, choices=SAMPLERS, help='None: grid for a grid-only space, else TPE')
     p.add_argument('--pruner', default='median', choices=PRUNERS, help='how unpromising trials are stopped early')
     p.add_argument('--checkpoints', default=None,
-                   help='folder for per-trial checkpoints, so that a retried trial resumes')
+                   help='folder for per-trial checkpoints, so that a retried trial resumes (default: none, a retried '
+                        'trial starts over)')
     p.add_argument('--max-retry', type=int, default=3, help='times a trial whose worker died is retried')
     p.add_argument('--export', default=None,
-                   help='write the best trial (hyperparameters, configuration, Table 7 numbers) as JSON here')
+                   help='write the best trial (hyperparameters, configuration, Table 7 numbers) as JSON here (default: '
+                        'only printed)')
     p.add_argument('--threads', type=int, default=None,
                    help="CPU threads for training (None: torch's; workers: cores / workers)")
     p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: CUDA when there is one)")
@@ -132,6 +148,16 @@ def _data_parser(sub):
     ck.add_argument('name', help='data set name')
     ck.add_argument('--root', required=True, help='the folder holding the local copy')
 
+# %% ../nbs/16_cli.ipynb #eb3f09a9
+def _runs_parser(sub):
+    p = _command(sub, 'runs', 'list the trained runs of an output folder by their settings, one line per run')
+    p.add_argument('--out', default='results', help='output folder: its runs/*.json, or those of every folder below it')
+    p.add_argument('--experiment', default=None,
+                   help='only the runs this experiment made (a name from `robust-labels list`; default: all runs)')
+    p.add_argument('filters', nargs='*', default=None, metavar='FIELD=VALUE',
+                   help='only the runs with these settings, e.g. labels=spider seed=0 (a field is a `train` flag '
+                        'without its dashes, or run_id; default: all runs)')
+
 # %% ../nbs/16_cli.ipynb #082ad487
 def build_parser(command:str|None=None # the command being run: other commands' torch-built flags are left out
                 ) -> argparse.ArgumentParser:
@@ -144,8 +170,7 @@ def build_parser(command:str|None=None # the command being run: other commands' 
     _train_parser(sub, command in (None, 'train'))
     _reproduce_parser(sub)
     _command(sub, 'list', 'list the registered experiments')
-    runs = _command(sub, 'runs', 'list the trained runs of an output folder by their settings')
-    runs.add_argument('--out', default='results', help='output folder (searched for runs/*.json below it)')
+    _runs_parser(sub)
     report = _command(sub, 'report', 'write the report page (HTML and Markdown) of a results folder')
     report.add_argument('--out', default='results', help='results folder: <out>/<preset>, or a folder holding tables/')
     report.add_argument('--preset', default='smoke', choices=_PRESETS, help='used when <out> has no tables/ folder')
@@ -165,12 +190,14 @@ def _train_logger(a, run_id:str):
 # %% ../nbs/16_cli.ipynb #4bc14907
 def _cmd_train(a):
     from robust_labels.config import RunConfig
+    from robust_labels.core import is_main_process
     from robust_labels.runs import train_run
     from robust_labels.setup import result_path
     cfg = RunConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(RunConfig)})
     tb = _train_logger(a, cfg.run_id)
     live = tb is not None and 'callback' in inspect.signature(train_run).parameters
     rec = train_run(cfg, a.out, device=a.device, progress=not a.quiet, **(dict(callback=tb) if live else {}))
+    if not is_main_process(): return      # under torchrun, rank 0 reports
     if tb is not None:
         if not tb.epochs:                  # a run trained earlier, or a train_run that takes no callback
             for h in rec.get('history', []): tb(h)
@@ -189,12 +216,19 @@ def _write_report(out:Path) -> str:
     return f"{paths['html']} (Markdown: {paths['md']})" if isinstance(paths, dict) else str(paths)
 
 # %% ../nbs/16_cli.ipynb #74bdc5c7
-def _dry_run_line(d:dict) -> str:
-    "One experiment of `registry.dry_run` as a line."
-    shown = ' '.join(f"{k}={json.dumps(v)}" for k, v in d.items()
-                     if k not in ('experiment', 'results_present', 'estimate'))
-    return (f"{d['experiment']}: {shown}; result files already in the output folder: {d['results_present']}; "
-            f"estimate: {d['estimate']}")
+def _dry_run_lines(d:dict) -> list:
+    "One experiment of `registry.dry_run` as lines: a summary, then one line per run."
+    if not d['trains_runs']:
+        return [f"{d['experiment']}: trains no runs of its own (its notebook computes its numbers itself); "
+                f"last duration: {d['last_duration']}"]
+    have = sum(r['exists'] for r in d['runs'])
+    lines = [f"{d['experiment']}: {len(d['runs'])} run(s), {have} already in the output folder; {d['gpu_estimate']}"]
+    for r in d['runs']:
+        lines.append(f"  {r['dataset']} {r['model']} labels={r['labels']} regime={r['regime']} epochs={r['epochs']} "
+                     f"seed={r['seed']} (run {r['run_id']}): {'exists' if r['exists'] else 'to train'}")
+    if d['stopped']: lines.append(f"  (the plan stopped at: {d['stopped']}; runs chosen from these runs' results, "
+                                  "if any, are not listed)")
+    return lines
 
 # %% ../nbs/16_cli.ipynb #5a426c08
 def _experiment_lines(results:list, names:list, out:Path) -> list:
@@ -217,50 +251,69 @@ def _cmd_reproduce(a):
     from robust_labels import registry
     overrides = registry.parse_sets(a.set)
     if a.dry_run:
-        for d in registry.dry_run(a.preset, a.experiments, overrides, a.out): print(_dry_run_line(d))
+        for d in registry.dry_run(a.preset, a.experiments, overrides, a.out, gpu_costs_path=a.gpu_costs):
+            print('\n'.join(_dry_run_lines(d)))
         return 0
     names = list(registry.plan(a.preset, a.experiments, overrides))
     out, figs = registry.output_dirs(a.preset, a.out, a.figures)
     results = registry.run_batch(a.preset, names, a.out, a.figures, a.shard, a.device, not a.quiet, a.threads,
-                                 overrides=overrides, continue_on_error=a.continue_on_error, download=a.download)
+                                 overrides=overrides, continue_on_error=a.continue_on_error, download=a.download,
+                                 executor=a.executor, address=a.address, gpus_per_run=a.gpus_per_run,
+                                 cpus_per_run=a.cpus_per_run)
     report = _write_report(out)
     print('\nexperiments:')
     for line in _experiment_lines(results, names, out): print('  ' + line)
     print(f"tables: {out / 'tables'}\nfigures: {figs}\nexecuted notebooks: {out / 'notebooks'}\nreport: {report}")
-    return 0 if len(results) == len(names) and all(r['status'] == 'ok' for r in results) else 1
+    return 0 if len(results) == len(names) and all(r['status'] in ('ok', 'trained') for r in results) else 1
 
 # %% ../nbs/16_cli.ipynb #1e52bcb3
 def _cmd_list(a):
     from robust_labels.registry import load_experiments
     for e in load_experiments().values(): print(f"{e.name:24s} nbs/experiments/{e.notebook:28s} {e.title}")
 
-# %% ../nbs/16_cli.ipynb #f1dbf0f4
-_RUN_FIELDS = ('dataset', 'model', 'labels', 'augment', 'regime', 'seed')
+# %% ../nbs/16_cli.ipynb #1ef15760
+def _run_filters(items) -> dict:
+    "FIELD=VALUE items as values of `RunConfig`'s fields (typed like the field's default) or run_id."
+    from robust_labels.config import RunConfig
+    kinds = dict({f.name: type(f.default) for f in dataclasses.fields(RunConfig)}, run_id=str)
+    out = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        name = name.replace('-', '_')
+        if not sep or name not in kinds:
+            raise ValueError(f"runs: {item!r} is not FIELD=VALUE with FIELD one of {', '.join(kinds)}")
+        try: out[name] = kinds[name](value)
+        except ValueError: raise ValueError(f"runs: {item!r}: {name} takes a {kinds[name].__name__}") from None
+    return out
 
-# %% ../nbs/16_cli.ipynb #acf51fba
-def run_rows(out) -> list:
-    "One dict per result file under `out` (any `runs/*.json` below it): readable fields, metrics present, file."
-    rows = []
-    for p in sorted(Path(out).rglob('runs/*.json')):
-        try: rec = json.loads(p.read_text())
-        except (ValueError, OSError) as e:
-            rows.append(dict(file=str(p), problem=f"unreadable ({type(e).__name__}): delete it to rerun the run"))
-            continue
-        c = rec.get('config', {})
-        hyper = dict(ls=('alpha',), vs=('alpha', 'num_virtual'), spider=('tau', 'xi')).get(c.get('labels'), ())
-        rows.append(dict(experiment=rec.get('experiment', p.parent.parent.name), **{k: c.get(k) for k in _RUN_FIELDS},
-                         hyper=' '.join(f"{k}={c.get(k)}" for k in hyper),
-                         metrics=' '.join(sorted(rec.get('metrics', {}))), file=str(p)))
-    return rows
+# %% ../nbs/16_cli.ipynb #32a647c6
+def _runs_table(rows:list) -> str:
+    "Dicts of the same keys as aligned columns; a column empty in every row is left out."
+    cols = [k for k in rows[0] if any(r[k] not in (None, '') for r in rows)]
+    cells = [['accuracy%' if k == 'accuracy' else k for k in cols]]
+    cells += [['-' if r[k] in (None, '') else str(r[k]) for k in cols] for r in rows]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(cols))]
+    return '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 
-# %% ../nbs/16_cli.ipynb #eda1eebd
+# %% ../nbs/16_cli.ipynb #1e7d9a7f
 def _cmd_runs(a):
-    if not Path(a.out).is_dir(): raise ValueError(f"--out {a.out} is not a folder")
-    rows = run_rows(a.out)
-    if not rows: print(f"no runs under {Path(a.out).resolve()}")
-    for r in rows:
-        if 'problem' in r: print(f"{r['file']}: {r['problem']}")
-        else: print('  '.join(f"{k}={v}" for k, v in r.items() if k != 'file' and v not in (None, '')))
+    import warnings
+    from robust_labels.setup import find_runs, run_summary
+    out, filters = Path(a.out), _run_filters(a.filters or [])
+    if not out.is_dir(): raise ValueError(f"--out {a.out} is not a folder")
+    folders = [out] if (out / 'runs').is_dir() else sorted({p.parent.parent for p in out.rglob('runs/*.json')})
+    rows = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for f in folders:
+            where = dict(folder=str(f.relative_to(out))) if len(folders) > 1 else {}
+            rows += [dict(where, **run_summary(r)) for r in find_runs(f, a.experiment, **filters)]
+    for w in caught: print(w.message)
+    asked = ' '.join([f'experiment={a.experiment}'] * (a.experiment is not None) + list(a.filters or []))
+    if not rows: return print(f"no runs under {out.resolve()}" + (f" match {asked}" if asked else ''))
+    order = ('folder', 'experiment', 'dataset', 'model', 'labels', 'params', 'regime', 'augment', 'recipe', 'seed')
+    print(_runs_table(sorted(rows, key=lambda r: tuple(str(r.get(k, '')).zfill(9) for k in order))))
+    print(f"{len(rows)} run(s); in Python: robust_labels.setup.load_model(out_dir=..., experiment=..., FIELD=VALUE)")
 
 # %% ../nbs/16_cli.ipynb #dd8cc3d1
 def _cmd_report(a):

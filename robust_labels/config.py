@@ -8,7 +8,8 @@ import dataclasses, hashlib, json
 from dataclasses import dataclass, asdict, field
 
 # %% auto #0
-__all__ = ['LABELS', 'BASELINES', 'REGIMES', 'VALIDATIONS', 'USED_WHEN', 'setting', 'RunConfig']
+__all__ = ['LABELS', 'BASELINES', 'REGIMES', 'VALIDATIONS', 'USED_WHEN', 'SAMPLERS', 'PRUNERS', 'SPACE_NAMES', 'setting',
+           'RunConfig']
 
 # %% ../nbs/11a_config.ipynb #0883e84d
 LABELS = ('onehot', 'ls', 'vs', 'spider', 'spider-nols')   # labels.LABELS, repeated: config imports without torch
@@ -95,3 +96,9 @@ class RunConfig:
         over = {k: v for k, v in dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size).items() if v}
         if self.weight_decay >= 0: over['weight_decay'] = self.weight_decay
         return get_recipe(self.recipe, **over)
+
+# %% ../nbs/11a_config.ipynb #04990635
+SAMPLERS = ('tpe', 'random', 'grid')       # study.SAMPLERS, repeated: the tune command's flags are built without torch
+PRUNERS = ('median', 'hyperband', 'none')  # study.PRUNERS
+SPACE_NAMES = ('spider-cifar', 'spider-tinyimagenet', 'spider-digits', 'spider-nols-cifar', 'spider-nols-tinyimagenet',
+               'spider-nols-digits', 'ls', 'vs', 'vs-alpha', 'vs-v-cifar10', 'vs-v-cifar100')   # tune.SPACES's keys

@@ -4,20 +4,23 @@
 
 # %% ../nbs/00_core.ipynb #1bc9eb89
 from __future__ import annotations
-import json, math, os, platform, random, tempfile
+import datetime, json, math, os, platform, random, tempfile
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 import robust_labels
 
 # %% auto #0
-__all__ = ['check_range', 'check_int', 'check_choice', 'check_labels', 'check_batch', 'check_images', 'seed_everything',
-           'make_generator', 'available_devices', 'default_device', 'gen_device', 'rand', 'randn', 'randint', 'gray',
-           'cache_root', 'repo_root', 'umask', 'atomic_write', 'atomic_write_json', 'atomic_save_npy',
-           'CheckpointError', 'atomic_save', 'safe_load', 'environment']
+__all__ = ['DIST_TIMEOUT', 'check_range', 'check_int', 'check_choice', 'check_labels', 'check_batch', 'check_images',
+           'seed_everything', 'make_generator', 'available_devices', 'default_device', 'gen_device', 'rand', 'randn',
+           'randint', 'gray', 'cache_root', 'repo_root', 'umask', 'atomic_write', 'atomic_write_json',
+           'atomic_save_npy', 'CheckpointError', 'atomic_save', 'safe_load', 'environment', 'world', 'is_main_process',
+           'is_distributed', 'init_distributed', 'rank_device', 'barrier', 'all_reduce_sum', 'broadcast_tensors',
+           'broadcast_object', 'all_gather_int', 'unwrap']
 
 # %% ../nbs/00_core.ipynb #7bccd5f2
 def _interval(lo, hi, lo_open, hi_open):
@@ -259,3 +262,88 @@ def environment(device=None) -> dict:
     return dict(python=platform.python_version(), robust_labels=__version__, torch=torch.__version__,
                 torchvision=torchvision.__version__, numpy=np.__version__, device=str(dev), device_name=name,
                 cuda=torch.version.cuda if dev.type == 'cuda' else None)
+
+# %% ../nbs/00_core.ipynb #9a74d23e
+def world() -> tuple:
+    "`(rank, world size)` of this process: torch.distributed's when initialised, else torchrun's environment."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+
+# %% ../nbs/00_core.ipynb #13f96aad
+def is_main_process() -> bool:
+    "True on rank 0 (and in a single process): the one process that writes result files and prints."
+    return world()[0] == 0
+
+# %% ../nbs/00_core.ipynb #8c795706
+def is_distributed() -> bool:
+    "True when torch.distributed is initialised with more than one process."
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+# %% ../nbs/00_core.ipynb #9f8ba01e
+DIST_TIMEOUT = 1800.0   # seconds a collective waits for the other ranks (env ROBUST_LABELS_DIST_TIMEOUT overrides)
+
+# %% ../nbs/00_core.ipynb #c8bd8bdd
+def init_distributed(backend:str|None=None, # 'gloo' (CPU) or 'nccl' (CUDA); default nccl when CUDA is available
+                     timeout:float|None=None # seconds; default $ROBUST_LABELS_DIST_TIMEOUT, else `DIST_TIMEOUT`
+                    ) -> bool:
+    "Join torchrun's process group when `WORLD_SIZE` > 1; whether several processes run."
+    if dist.is_initialized(): return dist.get_world_size() > 1
+    if int(os.environ.get('WORLD_SIZE', 1)) <= 1: return False
+    backend = check_choice('backend', backend or ('nccl' if torch.cuda.is_available() else 'gloo'), ['gloo', 'nccl'])
+    secs = timeout if timeout is not None else float(os.environ.get('ROBUST_LABELS_DIST_TIMEOUT', DIST_TIMEOUT))
+    secs = check_range('timeout', secs, 0, lo_open=True)
+    if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=secs))
+    return True
+
+# %% ../nbs/00_core.ipynb #c406ebd5
+def rank_device(device=None) -> torch.device:
+    "`default_device(device)`, where a bare 'cuda' under torchrun means this process's GPU `cuda:LOCAL_RANK`."
+    dev = default_device(device)
+    if dev.type == 'cuda' and dev.index is None and int(os.environ.get('WORLD_SIZE', 1)) > 1:
+        dev = default_device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    return dev
+
+# %% ../nbs/00_core.ipynb #c9f6a98a
+def barrier():
+    "Wait until every process gets here (nothing in a single process)."
+    if is_distributed(): dist.barrier()
+
+# %% ../nbs/00_core.ipynb #92326ba7
+def _collective_device() -> torch.device:
+    "Where the group's collectives want their tensors: this process's GPU for nccl, else the CPU."
+    return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #77ea0162
+def all_reduce_sum(t:torch.Tensor) -> torch.Tensor:
+    "`t` summed over all processes, in place (unchanged in a single process)."
+    if is_distributed(): dist.all_reduce(t)
+    return t
+
+# %% ../nbs/00_core.ipynb #5c390c3f
+def broadcast_tensors(tensors, src:int=0):
+    "Overwrite each tensor with rank `src`'s, in place (nothing in a single process)."
+    if is_distributed():
+        for t in tensors: dist.broadcast(t, src)
+
+# %% ../nbs/00_core.ipynb #804fcf96
+def broadcast_object(obj, src:int=0):
+    "Rank `src`'s `obj` on every process (pickled; `obj` itself in a single process)."
+    if not is_distributed(): return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src, device=_collective_device())
+    return box[0]
+
+# %% ../nbs/00_core.ipynb #6be2dc12
+def all_gather_int(n:int) -> list:
+    "The integer `n` of every process, in rank order (`[n]` in a single process)."
+    if not is_distributed(): return [int(n)]
+    dev = _collective_device()
+    out = [torch.zeros((), dtype=torch.int64, device=dev) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, torch.tensor(int(n), dtype=torch.int64, device=dev))
+    return [int(v) for v in out]
+
+# %% ../nbs/00_core.ipynb #c781e9a4
+def unwrap(model):
+    "The module inside a `DistributedDataParallel` wrapper (any other model unchanged)."
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

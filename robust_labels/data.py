@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from .core import atomic_save, cache_root, check_choice, check_int, check_range, default_device, safe_load
 
 # %% auto #0
-__all__ = ['DATASETS', 'SPLITS', 'VAL_FRACTION', 'TEST_FRACTION', 'TINY_IMAGENET_URL', 'TINY_IMAGENET_MD5',
+__all__ = ['DATASETS', 'SPLITS', 'VAL_FRACTION', 'TEST_FRACTION', 'SYNTHETIC_ENV', 'TINY_IMAGENET_URL', 'TINY_IMAGENET_MD5',
            'TINY_IMAGENET_FOLDER', 'IMAGENET_FOLDER', 'IMAGE_SUFFIXES', 'IN_MEMORY_LIMIT', 'STANDARD_AUGMENT',
            'DatasetInfo', 'dataset_info', 'split_indices', 'ByteImageDataset', 'data_root', 'file_md5', 'download_file',
-           'safe_extract_zip', 'safe_extract_tar', 'extract_folder', 'prepare_tinyimagenet', 'imagenet_folder',
-           'image_folder_files', 'imagenet_transform', 'ImageFileDataset', 'get_dataset', 'as_tensors', 'TensorLoader',
-           'make_loader', 'random_crop_flip', 'RandomCropFlip', 'standard_augment']
+           'safe_extract_zip', 'safe_extract_tar', 'extract_folder', 'is_synthetic', 'prepare_tinyimagenet',
+           'imagenet_folder', 'image_folder_files', 'imagenet_transform', 'ImageFileDataset', 'get_dataset',
+           'as_tensors', 'TensorLoader', 'make_loader', 'random_crop_flip', 'RandomCropFlip', 'standard_augment']
 
 # %% ../nbs/03_data.ipynb #410166ed
 @dataclass(frozen=True)
@@ -259,6 +259,21 @@ def _missing(name, where, url):
                              f"(or pass download=True) to download it (MD5-checked) from {url}, or point root= or "
                              "the ROBUST_LABELS_DATA environment variable at a folder that holds it")
 
+# %% ../nbs/03_data.ipynb #a7c1e002
+SYNTHETIC_ENV = 'ROBUST_LABELS_SYNTHETIC'   # '1': accept copies marked by a SYNTHETIC file without torchvision's MD5s
+
+def is_synthetic(folder) -> bool:
+    "Whether `folder` holds a marked synthetic copy (a `SYNTHETIC` file) and `$ROBUST_LABELS_SYNTHETIC` is '1'."
+    return os.environ.get(SYNTHETIC_ENV) == '1' and (Path(folder)/'SYNTHETIC').is_file()
+
+# %% ../nbs/03_data.ipynb #a7c1e004
+def _unverified(cls):
+    "A subclass of torchvision dataset class `cls` whose file checks only look for the files (no MD5s)."
+    attrs = {k: [[f, None] for f, _ in getattr(cls, k)] for k in ('train_list', 'test_list') if hasattr(cls, k)}
+    if hasattr(cls, 'meta'): attrs['meta'] = dict(cls.meta, md5=None)
+    if hasattr(cls, 'split_list'): attrs['split_list'] = {s: [u, f, None] for s, (u, f, _) in cls.split_list.items()}
+    return type(f'Unverified{cls.__name__}', (cls,), attrs)
+
 # %% ../nbs/03_data.ipynb #af1da109
 def _torchvision_cifar(name, root, train, download):
     import torchvision.datasets as tvd
@@ -269,6 +284,7 @@ def _torchvision_cifar(name, root, train, download):
         archive = root/cls.filename
         if not archive.is_file() or file_md5(archive) != cls.tgz_md5: download_file(cls.url, archive, cls.tgz_md5)
         extract_folder(archive, root, cls.base_folder)
+    if is_synthetic(folder): cls = _unverified(cls)   # a marked rehearsal copy, $ROBUST_LABELS_SYNTHETIC=1
     try: ds = cls(str(root), train=train, download=False)
     except RuntimeError as e:
         raise RuntimeError(f"{name} files under {folder} are incomplete or corrupted (torchvision's MD5 check failed: "
@@ -283,7 +299,8 @@ def _torchvision_svhn(root, split, download):
     if not (root/filename).is_file():
         if not download: raise _missing('svhn', f"the file {root/filename}", url)
         download_file(url, root/filename, md5)
-    try: ds = tvd.SVHN(str(root), split=split, download=False)
+    cls = _unverified(tvd.SVHN) if is_synthetic(root) else tvd.SVHN   # a marked rehearsal copy
+    try: ds = cls(str(root), split=split, download=False)
     except RuntimeError as e:
         raise RuntimeError(f"svhn file {root/filename} is corrupted (torchvision's MD5 check failed: {e}); "
                            "delete it and pass download=True") from e
@@ -477,30 +494,56 @@ def as_tensors(dataset:Dataset, device=None) -> tuple:
     if device is not None: x, y = x.to(device), y.to(device)
     return _to_float(x), y.long()
 
+# %% ../nbs/03_data.ipynb #c9fc323b
+def _check_shard(shard) -> tuple|None:
+    "`shard` as `(rank, world size)`, or None for a single process."
+    if shard is None: return None
+    try: rank, size = shard
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be a pair (rank, world size), got {shard!r}") from None
+    size = check_int('shard world size', size, 1)
+    rank = check_int('shard rank', rank, 0, size - 1)
+    return None if size == 1 else (rank, size)
+
+# %% ../nbs/03_data.ipynb #8f66b6bb
+def _batch_bounds(n:int, batch_size:int, drop_last:bool=False,
+                  shard:tuple|None=None # (rank, world size); None: the whole batch
+                 ) -> list:
+    "`(start, end)` positions in the epoch's order of this process's part of each batch."
+    rank, size = shard or (0, 1)
+    out = []
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        if (drop_last and m < batch_size) or m < size: continue
+        q, r = divmod(m, size)
+        lo = start + rank * q + min(rank, r)
+        out.append((lo, lo + q + (rank < r)))
+    return out
+
 # %% ../nbs/03_data.ipynb #048af8ed
 class TensorLoader:
     "Batches `(x[idx], y[idx])` of in-memory tensors on their device; uint8 images come out as float32 in [0, 1]."
     def __init__(self, x:torch.Tensor, y:torch.Tensor, batch_size:int,
                  shuffle:bool=False, drop_last:bool=False,
-                 generator:torch.Generator=None # draws the permutation of each epoch when `shuffle`
+                 generator:torch.Generator=None, # draws the permutation of each epoch when `shuffle`
+                 shard:tuple|None=None # (rank, world size): only this process's part of each batch
                 ):
         if len(x) != len(y): raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
         self.x, self.y = x, y
         self.batch_size = check_int('batch_size', batch_size, 1)
         self.shuffle, self.drop_last, self.generator = shuffle, drop_last, generator
+        self.shard = _check_shard(shard)
 
-    def __len__(self):
-        n, b = len(self.x), self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
+    def __len__(self): return len(_batch_bounds(len(self.x), self.batch_size, self.drop_last, self.shard))
 
     def __iter__(self):
-        n, b = len(self.x), self.batch_size
+        n = len(self.x)
         if self.shuffle:
             gdev = self.generator.device if self.generator is not None else 'cpu'
             order = torch.randperm(n, generator=self.generator, device=gdev).to(self.x.device)
         else: order = None
-        for i in range(len(self)):
-            idx = order[i*b:(i+1)*b] if order is not None else slice(i*b, (i+1)*b)
+        for lo, hi in _batch_bounds(n, self.batch_size, self.drop_last, self.shard):
+            idx = order[lo:hi] if order is not None else slice(lo, hi)
             yield _to_float(self.x[idx]), self.y[idx]
 
 # %% ../nbs/03_data.ipynb #94b19958
@@ -513,25 +556,50 @@ class _DeviceLoader:
     def __iter__(self):
         for x, y in self.loader: yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
+# %% ../nbs/03_data.ipynb #0cd6d0c4
+class _ShardedBatches:
+    "Batch sampler: this process's part of each batch of one permutation an epoch, drawn as `RandomSampler` draws it."
+    def __init__(self, n:int, batch_size:int, shuffle:bool, generator:torch.Generator|None, drop_last:bool,
+                 shard:tuple):
+        self.n, self.batch_size, self.shuffle, self.generator = n, batch_size, shuffle, generator
+        self.drop_last, self.shard = drop_last, shard
+
+    def __len__(self): return len(_batch_bounds(self.n, self.batch_size, self.drop_last, self.shard))
+
+    def __iter__(self):
+        gen = self.generator
+        if self.shuffle and gen is None:
+            gen = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        order = torch.randperm(self.n, generator=gen) if self.shuffle else torch.arange(self.n)
+        for lo, hi in _batch_bounds(self.n, self.batch_size, self.drop_last, self.shard): yield order[lo:hi].tolist()
+        if self.shuffle: torch.randperm(self.n, generator=gen)   # RandomSampler draws one more when it runs out
+
 # %% ../nbs/03_data.ipynb #d36e8d66
 def make_loader(dataset:Dataset, batch_size:int, shuffle:bool=False,
                 device=None, # where batches are delivered; None: CUDA when available
                 generator:torch.Generator=None, # seeds the shuffling (a CPU generator for the DataLoader path)
                 num_workers:int|None=None, # DataLoader workers; None: the dataset's `num_workers` attribute, else 0
-                drop_last:bool=False):
+                drop_last:bool=False,
+                shard:tuple|None=None): # (rank, world size): deliver only this process's part of each batch
     "Batches of `dataset` on `device`: in-memory `TensorLoader` where it fits, else a `DataLoader`."
     batch_size = check_int('batch_size', batch_size, 1)
     if num_workers is None: num_workers = getattr(dataset, 'num_workers', 0)
     num_workers = check_int('num_workers', num_workers, 0)
     device = default_device(device)
+    shard = _check_shard(shard)
     parts = _in_memory_parts(dataset)
     if parts is not None:
         nbytes = sum(t.numel() * t.element_size() for t in parts)
+        args = (batch_size, shuffle, drop_last, generator, shard)
         if parts[0].device == device or nbytes <= IN_MEMORY_LIMIT:
-            return TensorLoader(parts[0].to(device), parts[1].to(device), batch_size, shuffle, drop_last, generator)
-        return _DeviceLoader(TensorLoader(parts[0], parts[1], batch_size, shuffle, drop_last, generator), device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
-                        drop_last=drop_last, pin_memory=device.type == 'cuda', persistent_workers=num_workers > 0)
+            return TensorLoader(parts[0].to(device), parts[1].to(device), *args)
+        return _DeviceLoader(TensorLoader(parts[0], parts[1], *args), device)
+    common = dict(generator=generator, num_workers=num_workers, pin_memory=device.type == 'cuda',
+                  persistent_workers=num_workers > 0)
+    if shard is not None:
+        batches = _ShardedBatches(len(dataset), batch_size, shuffle, generator, drop_last, shard)
+        return _DeviceLoader(DataLoader(dataset, batch_sampler=batches, **common), device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **common)
     return _DeviceLoader(loader, device)
 
 # %% ../nbs/03_data.ipynb #91bbd77b

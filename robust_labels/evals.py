@@ -9,12 +9,15 @@ import dataclasses, os
 import torch
 
 # %% auto #0
-__all__ = ['LINF_ATTACK', 'DIGITS_L2_EPS', 'EVAL_LIMITS', 'EVALUATIONS', 'eval_accuracy', 'eval_augmented_accuracy', 'eval_ece',
-           'eval_mce', 'attack_for', 'eval_thickness', 'ood_test_set', 'eval_ood', 'check_evals']
+__all__ = ['EVAL_BATCH', 'LINF_ATTACK', 'DIGITS_L2_EPS', 'EVAL_LIMITS', 'EVALUATIONS', 'streams', 'eval_accuracy',
+           'eval_augmented_accuracy', 'eval_ece', 'eval_mce', 'attack_for', 'eval_thickness', 'eval_thickness_yang',
+           'ood_test_set', 'eval_ood', 'check_evals']
 
 # %% ../nbs/13a_evals.ipynb #f851321c
-from .core import check_choice
-from .data import as_tensors, get_dataset
+from torch.utils.data import Subset
+
+from .core import check_choice, default_device
+from .data import _in_memory_parts, as_tensors, get_dataset, make_loader
 from .models import predict_logits
 from .corruption_sets import corruption_errors, load_corrupted, mce
 from .cbar import augmented_validation
@@ -37,24 +40,58 @@ def _test_tensors(cfg:RunConfig, limit:int|None=None, device=None):
     x, y = as_tensors(_test_split(cfg), device)
     return (x, y) if limit is None else (x[:limit], y[:limit])
 
+# %% ../nbs/13a_evals.ipynb #a0c88fca
+EVAL_BATCH = 256   # test images per batch when the test split streams from files (robust_accuracy's batch size)
+
+# %% ../nbs/13a_evals.ipynb #211117d2
+def streams(cfg:RunConfig) -> bool:
+    "Whether the run's test split is read from files batch by batch (not an in-memory tensor dataset)."
+    return _in_memory_parts(_test_split(cfg)) is None
+
+# %% ../nbs/13a_evals.ipynb #8513fa1a
+def _test_batches(cfg:RunConfig, limit:int|None=None, device=None, batch_size:int=EVAL_BATCH):
+    "The first `limit` test images and labels, `batch_size` at a time on `device` (a loader; never the whole split)."
+    ds = _test_split(cfg)
+    if limit is not None: ds = Subset(ds, range(min(limit, len(ds))))
+    return make_loader(ds, batch_size, device=default_device(device))
+
+# %% ../nbs/13a_evals.ipynb #6338fabb
+def _test_outputs(model, cfg:RunConfig, device, fn) -> tuple:
+    "`fn(logits)` of every test image and the labels, on the CPU; batch by batch where the split `streams`."
+    if not streams(cfg):
+        x, y = _test_tensors(cfg, device=device)
+        return fn(predict_logits(model, x)).cpu(), y.cpu()
+    outs, ys = [], []
+    for x, y in _test_batches(cfg, device=device):
+        outs.append(fn(predict_logits(model, x)).cpu())
+        ys.append(y.cpu())
+    return torch.cat(outs), torch.cat(ys)
+
 # %% ../nbs/13a_evals.ipynb #12dd9819
 def eval_accuracy(model, cfg:RunConfig, device) -> dict:
     "Clean test accuracy (%), predicting with the first K logits."
-    return dict(accuracy=100 * evaluate(model, _test_split(cfg), real_classes(cfg), device=device))
+    return dict(accuracy=evaluate(model, _test_split(cfg), real_classes(cfg), device=device))
 
 # %% ../nbs/13a_evals.ipynb #ccf6412f
 def eval_augmented_accuracy(model, cfg:RunConfig, device) -> dict:
     "Accuracy (%) on the test split with Mintun et al.'s corruptions, one fixed draw (SPIDER Fig. 5's augmented error)."
-    x, y = _test_tensors(cfg)
-    xa, ya = augmented_validation(x, y, generator=torch.Generator().manual_seed(0))
-    return dict(augmented_accuracy=100 * evaluate(model, (xa, ya), real_classes(cfg), device=device))
+    g, K = torch.Generator().manual_seed(0), real_classes(cfg)
+    if not streams(cfg):
+        x, y = _test_tensors(cfg)
+        xa, ya = augmented_validation(x, y, generator=g)
+        return dict(augmented_accuracy=evaluate(model, (xa, ya), K, device=device))
+    correct = total = 0                      # from files: corrupted batch by batch, one generator for the whole pass
+    for x, y in _test_batches(cfg, device='cpu'):
+        xa, ya = augmented_validation(x, y, generator=g)
+        correct += round(evaluate(model, (xa, ya), K, device=device) / 100 * len(ya))
+        total += len(ya)
+    return dict(augmented_accuracy=100 * correct / total)
 
 # %% ../nbs/13a_evals.ipynb #da717341
 def eval_ece(model, cfg:RunConfig, device) -> dict:
     "Expected calibration error (15 bins) of the softmax over the first K logits on the test split."
-    x, y = _test_tensors(cfg, device=device)
-    probs = real_probs(predict_logits(model, x), real_classes(cfg))
-    return dict(ece=expected_calibration_error(probs.cpu(), y.cpu(), n_bins=15))
+    probs, y = _test_outputs(model, cfg, device, lambda logits: real_probs(logits, real_classes(cfg)))
+    return dict(ece=expected_calibration_error(probs, y, n_bins=15))
 
 # %% ../nbs/13a_evals.ipynb #8fb51d7c
 def eval_mce(model, cfg:RunConfig, device) -> dict:
@@ -98,32 +135,85 @@ def _as_run(a, n_out:int):
 _ROBUST = {}   # (model, run, attack as run, samples) -> robust accuracy, within one process
 
 # %% ../nbs/13a_evals.ipynb #2ca1b266
+def _streamed_robust_accuracy(model, cfg:RunConfig, attack, limit:int|None, device) -> float:
+    "`robust_accuracy` on the first `limit` test images, a loader batch at a time (batch i seeded seed + i, as ever)."
+    robust = total = 0
+    for i, (x, y) in enumerate(_test_batches(cfg, limit, device, EVAL_BATCH)):
+        r = robust_accuracy(model, x, y, attack, num_classes=real_classes(cfg), batch_size=EVAL_BATCH,
+                            seed=cfg.seed + i)
+        robust += round(r * len(y))
+        total += len(y)
+    return robust / total
+
+# %% ../nbs/13a_evals.ipynb #7c1e0a5d
 def _attack_eval(key:str, attack, limit:str|None=None):
     "An evaluation: robust accuracy (%) under `attack` (a preset name, or a function of the config giving one)."
     def ev(model, cfg:RunConfig, device) -> dict:
-        x, y = _test_tensors(cfg, _limit(cfg, limit) if limit else None, device)
+        n = _limit(cfg, limit) if limit else None
         a = attack_for(cfg, attack(cfg) if callable(attack) else attack)
-        memo = (id(model), cfg.run_id, _as_run(a, predict_logits(model, x[:1]).shape[1]), len(y))
+        if streams(cfg):
+            x0 = next(iter(_test_batches(cfg, 1, device, 1)))[0]
+            n = len(_test_split(cfg)) if n is None else min(n, len(_test_split(cfg)))
+        else:
+            x, y = _test_tensors(cfg, n, device)
+            x0, n = x[:1], len(y)
+        memo = (id(model), cfg.run_id, _as_run(a, predict_logits(model, x0).shape[1]), n)
         if memo not in _ROBUST:
-            _ROBUST[memo] = robust_accuracy(model, x, y, a, num_classes=real_classes(cfg), seed=cfg.seed)
-        return {f'{key}_accuracy': 100 * _ROBUST[memo], f'{key}_samples': len(y)}
+            _ROBUST[memo] = (_streamed_robust_accuracy(model, cfg, a, n, device) if streams(cfg)
+                             else robust_accuracy(model, x, y, a, num_classes=real_classes(cfg), seed=cfg.seed))
+        return {f'{key}_accuracy': 100 * _ROBUST[memo], f'{key}_samples': n}
     ev.__doc__ = f"Robust accuracy (%) under {attack if isinstance(attack, str) else 'the dataset-specific attack'}."
+    ev.attack = attack                      # the preset (or its function of the config): tables name it
     return ev
 
 # %% ../nbs/13a_evals.ipynb #eaecb54e
+def _joined_thickness(parts:list, band) -> tuple:
+    "Mean over all points and std of the batch means of `band`, from `boundary_thickness` results of several calls."
+    per_sample = torch.cat([p[band].per_sample for p in parts])
+    batch_means = torch.cat([p[band].batch_means for p in parts])
+    return float(per_sample.mean()), float(batch_means.std()) if len(batch_means) > 1 else float('nan')
+
+# %% ../nbs/13a_evals.ipynb #5d0b7e2c
 def eval_thickness(model, cfg:RunConfig, device) -> dict:
     "Boundary thickness for (alpha, beta) = (0, 0.75) and (0, 1) (SPIDER App. E.1.2), mean and std over batches of 32."
-    x, y = _test_tensors(cfg, _limit(cfg, 'thickness'), device)
-    th = boundary_thickness(model, x, y, num_classes=real_classes(cfg), bands=[(0.0, 0.75), (0.0, 1.0)],
-                            generator=torch.Generator(device=x.device).manual_seed(cfg.seed))
-    return {k: v for (a, b), t in th.items()
-            for k, v in ((f'thickness_{b:g}', t.mean), (f'thickness_{b:g}_std', t.std))}
+    bands, K, n = [(0.0, 0.75), (0.0, 1.0)], real_classes(cfg), _limit(cfg, 'thickness')
+    if not streams(cfg):
+        x, y = _test_tensors(cfg, n, device)
+        th = boundary_thickness(model, x, y, num_classes=K, bands=bands,
+                                generator=torch.Generator(device=x.device).manual_seed(cfg.seed))
+        th = {band: (t.mean, t.std) for band, t in th.items()}
+    else:                                    # from files: one call per batch of 32 (the metric's own batch size)
+        g = torch.Generator(device=default_device(device)).manual_seed(cfg.seed)
+        parts = [boundary_thickness(model, x, y, num_classes=K, bands=bands, generator=g)
+                 for x, y in _test_batches(cfg, n, device, 32)]
+        th = {band: _joined_thickness(parts, band) for band in bands}
+    return {k: v for (a, b), (mean, std) in th.items()
+            for k, v in ((f'thickness_{b:g}', mean), (f'thickness_{b:g}_std', std))}
+
+# %% ../nbs/13a_evals.ipynb #39ede9ab
+def eval_thickness_yang(model, cfg:RunConfig, device) -> dict:
+    "Boundary thickness for (0, 0.75) and (0, 1) by Yang et al.'s protocol: normalised space, predicted i, train points."
+    bands, K = [(0.0, 0.75), (0.0, 1.0)], real_classes(cfg)
+    n, train = _limit(cfg, 'thickness') or len(_test_split(cfg)), get_dataset(cfg.dataset, 'train')
+    if _in_memory_parts(train) is not None:
+        x, y = (t[:n] for t in as_tensors(train, device))
+        th = boundary_thickness(model, x, y, num_classes=K, bands=bands, protocol='yang',
+                                generator=torch.Generator(device=x.device).manual_seed(cfg.seed))
+        th = {band: (t.mean, t.std) for band, t in th.items()}
+    else:                                    # from files: one call per batch of 32, as `eval_thickness`
+        g = torch.Generator(device=default_device(device)).manual_seed(cfg.seed)
+        batches = make_loader(Subset(train, range(min(n, len(train)))), 32, device=default_device(device))
+        parts = [boundary_thickness(model, x, y, num_classes=K, bands=bands, generator=g, protocol='yang')
+                 for x, y in batches]
+        th = {band: _joined_thickness(parts, band) for band in bands}
+    return {k: v for (a, b), (mean, std) in th.items()
+            for k, v in ((f'thickness_yang_{b:g}', mean), (f'thickness_yang_{b:g}_std', std))}
 
 # %% ../nbs/13a_evals.ipynb #7a428f32
 def ood_test_set(cfg:RunConfig) -> torch.Tensor:
     "Out-of-distribution test images for the run's dataset (see `eval_ood`)."
     if cfg.dataset == 'digits':
-        x, _ = _test_tensors(cfg)
+        x, _ = as_tensors(get_dataset('digits', 'test'))              # small and in memory
         g = torch.Generator().manual_seed(1)
         n = len(x) // 3
         pair = x[torch.randperm(len(x), generator=g)[:n]]
@@ -136,15 +226,15 @@ def ood_test_set(cfg:RunConfig) -> torch.Tensor:
         raise FileNotFoundError("set ROBUST_LABELS_OOD_TEST to a .npy/.npz file of OOD test images in [0, 255] or "
                                 f"[0, 1] of the shape of {cfg.dataset} (the VS paper mixes Textures, Places365, iSUN, "
                                 "LSUN and SVHN)")
-    return image_tensors(path, 'ROBUST_LABELS_OOD_TEST')[0]
+    x = image_tensors(path, 'ROBUST_LABELS_OOD_TEST')[0]
+    return x.float().div(255) if x.dtype == torch.uint8 else x   # a uint8 .npy holds 0..255
 
 # %% ../nbs/13a_evals.ipynb #ea56468d
 def eval_ood(model, cfg:RunConfig, device) -> dict:
     "OOD detection: AUROC and FPR at 95% TPR (%) of the test split against `ood_test_set` (MSP; SSL: reject score)."
     K = real_classes(cfg)
     score = (lambda l: reject_score(l, K, K)) if cfg.regime == 'ssl' else (lambda l: msp_score(l, K))
-    x, _ = _test_tensors(cfg, device=device)
-    s_in = score(predict_logits(model, x)).cpu()
+    s_in, _ = _test_outputs(model, cfg, device, score)
     s_out = score(predict_logits(model, ood_test_set(cfg).to(device))).cpu()
     return dict(auroc=100 * auroc(s_in, s_out), fpr95=100 * fpr_at_95_tpr(s_in, s_out))
 
@@ -156,7 +246,10 @@ EVALUATIONS = dict(accuracy=eval_accuracy, augmented_accuracy=eval_augmented_acc
                    pgd20=_attack_eval('pgd20', 'vs-pgd20'), cw20=_attack_eval('cw20', 'vs-cw20'),
                    autoattack=_attack_eval('aa', 'vs-autoattack', 'autoattack'),
                    autoattack_plus=_attack_eval('aa_plus', 'vs-autoattack+', 'autoattack'),
-                   thickness=eval_thickness)
+                   autoattack_vs_official=_attack_eval('aa_vs_official', 'vs-autoattack-official', 'autoattack'),
+                   autoattack_plus_vs_official=_attack_eval('aa_plus_vs_official', 'vs-autoattack+-official',
+                                                            'autoattack'),
+                   thickness=eval_thickness, thickness_yang=eval_thickness_yang)
 
 # %% ../nbs/13a_evals.ipynb #fa7486c4
 def check_evals(evals) -> list:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .tables import paper_table
+
 # %% auto #0
-__all__ = ['save_figure', 'plot_lines', 'plot_bars']
+__all__ = ['save_figure', 'plot_lines', 'plot_bars', 'paper_note', 'paper_values', 'overlay_paper']
 
 # %% ../nbs/14b_figures.ipynb #115c00e3
 def save_figure(fig, path=None, dpi:int=120, bbox_inches:str|None=None):
@@ -132,3 +134,49 @@ def plot_bars(
     if title:
         grid.figure.suptitle(title, y=1.02)
     return save_figure(grid.figure, path, bbox_inches='tight')  # keeps the suptitle
+
+# %% ../nbs/14b_figures.ipynb #2831f5b4
+def paper_note(reason: str) -> str:
+    "The sentence a figure carries when it does not show the paper's values, and why."
+    return f"paper values not shown: {reason}"
+
+# %% ../nbs/14b_figures.ipynb #b0ac45f3
+def paper_values(
+    name: str,  # a reference table of data/paper (see `robust_labels.tables.paper_table`)
+    setting: dict,  # the figure's setting, e.g. dict(dataset='digits', model='cnn')
+    paper_setting: dict,  # the paper's setting for that figure, same keys
+):
+    "`(table, '')` when `setting` is the paper's and `data/paper/<name>.csv` exists, else `(None, reason)`."
+    differs = [f"{k} {setting.get(k)!r}, the paper's {v!r}" for k, v in paper_setting.items() if setting.get(k) != v]
+    if differs: return None, 'the setting differs (' + '; '.join(differs) + ')'
+    try: return paper_table(name), ''
+    except ValueError: return None, f"the paper gives no numbers for {name} (no data/paper/{name}.csv)"
+
+# %% ../nbs/14b_figures.ipynb #e0c5cd5e
+def overlay_paper(
+    ax,  # a matplotlib axis already showing our values
+    paper: pd.DataFrame | None,  # the paper's rows (e.g. from `paper_values`), or None
+    x: str,
+    y: str,  # columns of `paper` drawn as x and y
+    reason: str = '',  # why `paper` is None (see `paper_values`), written in the legend
+    label: str = 'paper',
+    query: str | None = None,  # rows of `paper` to draw (a `DataFrame.query` string)
+) -> bool:
+    "Draw the paper's `y` against `x` on `ax` as black stars, or say in the legend why not; True when drawn."
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    rows = None if paper is None else (paper.query(query) if query else paper)
+    if rows is not None and len(rows):
+        missing = [c for c in (x, y) if c not in rows.columns]
+        if missing: raise ValueError(f"x and y must be columns of paper; missing {missing}, have {list(rows.columns)}")
+        rows = rows.dropna(subset=[y])
+    drawn = rows is not None and len(rows) > 0
+    if drawn:
+        ax.scatter(rows[x], rows[y], marker='*', s=110, color='black', zorder=5, label=label)
+        handles, labels = ax.get_legend_handles_labels()
+    else:
+        why = reason or 'no paper values for these rows'
+        handles = handles + [Line2D([], [], linestyle='none', label=paper_note(why))]
+    ax.legend(handles=handles, fontsize='small')
+    return drawn

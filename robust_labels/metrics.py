@@ -80,8 +80,15 @@ def calibration_bins(probs:torch.Tensor, # (N, C) predicted probabilities
     count = torch.bincount(idx, minlength=n_bins).double()
     conf_sum = torch.bincount(idx, weights=conf, minlength=n_bins)
     acc_sum = torch.bincount(idx, weights=(pred == y).double(), minlength=n_bins)
-    return pd.DataFrame(dict(lower=edges[:-1].cpu().numpy(), upper=edges[1:].cpu().numpy(), count=count.long().cpu().numpy(),
-                             confidence=(conf_sum / count).cpu().numpy(), accuracy=(acc_sum / count).cpu().numpy()))
+    return pd.DataFrame(
+        dict(
+            lower=edges[:-1].cpu().numpy(),
+            upper=edges[1:].cpu().numpy(),
+            count=count.long().cpu().numpy(),
+            confidence=(conf_sum / count).cpu().numpy(),
+            accuracy=(acc_sum / count).cpu().numpy(),
+        )
+    )
 
 # %% ../nbs/08_metrics.ipynb #afc821ff
 def expected_calibration_error(probs:torch.Tensor, # (N, C) predicted probabilities; rows sum to 1
@@ -104,7 +111,15 @@ def reliability_diagram(probs:torch.Tensor, y, n_bins:int=15,
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
     full = b[b['count'] > 0]
     width = 1 / len(b)
-    ax.bar(full['lower'], full['accuracy'], width=width, align='edge', color='tab:blue', edgecolor='black', label='accuracy')
+    ax.bar(
+        full['lower'],
+        full['accuracy'],
+        width=width,
+        align='edge',
+        color='tab:blue',
+        edgecolor='black',
+        label='accuracy',
+    )
     ax.bar(full['lower'], full['confidence'] - full['accuracy'], bottom=full['accuracy'], width=width, align='edge',
            facecolor='none', edgecolor='tab:red', hatch='///', lw=1, label='gap to mean confidence')
     ax.plot([0, 1], [0, 1], 'k--', lw=1, label='perfect calibration')
@@ -153,7 +168,9 @@ def segment_thickness(model:nn.Module, x_i:torch.Tensor, x_j:torch.Tensor, i, j,
                       num_points:int=128, num_classes:int|None=None, chunk_size:int=2048) -> torch.Tensor:
     "Θ(f, α, β, x_i, x_j) = ‖x_i - x_j‖ · (fraction of the `num_points` segment points with α < g_ij < β), per segment: shape (N,)."
     alpha, beta = _check_alpha_beta(alpha, beta)
-    return _thickness(segment_profile(model, x_i, x_j, i, j, num_points, num_classes, chunk_size), flat_norm(x_j - x_i), alpha, beta)
+    return _thickness(
+        segment_profile(model, x_i, x_j, i, j, num_points, num_classes, chunk_size), flat_norm(x_j - x_i), alpha, beta
+    )
 
 # %% ../nbs/08_metrics.ipynb #82242817
 def _thickness(g:torch.Tensor, length:torch.Tensor, alpha:float, beta:float) -> torch.Tensor:
@@ -281,7 +298,8 @@ def flatness(model:nn.Module,
         at_zero = mean_loss(params) if 0.0 in radii else None
         gdev = generator.device if generator is not None else device
         for d in tqdm(range(draws), disable=not progress, desc='flatness'):
-            u = {n: torch.randn(p.shape, generator=generator, device=gdev, dtype=p.dtype).to(p.device) for n, p in params.items()}
+            u = {n: torch.randn(p.shape, generator=generator, device=gdev, dtype=p.dtype).to(p.device)
+                 for n, p in params.items()}
             norm = math.sqrt(sum(float(v.double().square().sum()) for v in u.values()))
             for r in radii:
                 value = at_zero if r == 0 else mean_loss({n: p + (r / norm) * u[n] for n, p in params.items()})

@@ -140,7 +140,9 @@ def _resnext29(in_channels:int, cardinality:int, width:int):
     cin = 64
     for s, stride in enumerate((1, 2, 2)):
         cout, gw = 256 * 2**s, cardinality * width * 2**s
-        layers += [_ResNeXtBlock(cin if i == 0 else cout, cout, gw, cardinality, stride if i == 0 else 1) for i in range(3)]
+        layers += [
+            _ResNeXtBlock(cin if i == 0 else cout, cout, gw, cardinality, stride if i == 0 else 1) for i in range(3)
+        ]
         cin = cout
     layers.append(_pool_flat())
     return _init_weights(nn.Sequential(*layers)), 1024
@@ -195,7 +197,8 @@ def _allconvnet(in_channels:int, dropout:float=0.5):
               + [_PadTo(3)] + cbg(192, 192, 3, 0) + cbg(192, 192, 1, 0) + cbg(192, 192, 1, 0) + [_pool_flat()])
     body = nn.Sequential(*layers)
     for m in body.modules():  # AugMix's He initialisation counts fan-out
-        if isinstance(m, nn.Conv2d): nn.init.normal_(m.weight, 0, math.sqrt(2. / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0, math.sqrt(2. / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
     return body, 192
 
 # %% ../nbs/04_models.ipynb #4b7e6b1e
@@ -213,7 +216,15 @@ class _InvertedResidual(nn.Module):
         self.residual = stride == 1 and cin == cout
     def forward(self, x): return x + self.body(x) if self.residual else self.body(x)
 
-_MOBILENETV2_CIFAR = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENETV2_CIFAR = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 # %% ../nbs/04_models.ipynb #0f8c3e7d
 def _mobilenetv2(in_channels:int, dropout:float=0.0):
@@ -396,7 +407,8 @@ def _check_normalize(normalize, in_channels):
     "`normalize` as `[mean list, std list]` with one value per channel (or one for all), or None."
     if normalize is None: return None
     try: mean, std = normalize
-    except (TypeError, ValueError): raise ValueError(f"normalize must be a pair (mean, std), got {normalize!r}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"normalize must be a pair (mean, std), got {normalize!r}") from None
     mean = [float(v) for v in torch.as_tensor(mean, dtype=torch.float64).reshape(-1)]
     std = [float(v) for v in torch.as_tensor(std, dtype=torch.float64).reshape(-1)]
     if len(mean) == 1: mean = mean * in_channels
@@ -434,7 +446,8 @@ def create_model(name:str, # see `list_models()`
     if name == 'densenet_bc':
         b = kwargs.get('bottleneck', True)
         d = check_int('depth', kwargs.get('depth', 100), 7)
-        if (d - 4) % (6 if b else 3): raise ValueError(f"depth must satisfy (depth - 4) % {6 if b else 3} == 0, got {d}")
+        if (d - 4) % (6 if b else 3):
+            raise ValueError(f"depth must satisfy (depth - 4) % {6 if b else 3} == 0, got {d}")
         check_int('growth', kwargs.get('growth', 12), 1)
         check_range('reduction', kwargs.get('reduction', 0.5), 0, 1, lo_open=True)
     options = {p: kwargs.get(p, params[p].default) for p in allowed}
@@ -471,8 +484,10 @@ def load_weights(model:nn.Module, state_dict:Mapping,
     if config is not None and getattr(model, 'config', None) is not None:
         diff = [k for k in sorted(set(config) | set(model.config)) if config.get(k) != model.config.get(k)]
         if diff:
-            raise ValueError("checkpoint is for a different model: " +
-                             '; '.join(f"{k}: checkpoint {config.get(k)!r}, model {model.config.get(k)!r}" for k in diff))
+            raise ValueError(
+                "checkpoint is for a different model: "
+                + '; '.join(f"{k}: checkpoint {config.get(k)!r}, model {model.config.get(k)!r}" for k in diff)
+            )
     sd, own = _strip_prefixes(state_dict), model.state_dict()
     problems = []
     if missing := set(own) - set(sd): problems.append(f"missing keys: {_listing(missing)}")
@@ -482,7 +497,11 @@ def load_weights(model:nn.Module, state_dict:Mapping,
     if shapes:
         hint = (" (the head has num_classes + num_virtual outputs: a checkpoint with another K or V?)"
                 if any(s.startswith('head.') for s in shapes) else '')
-        problems.append(f"shape mismatch: {'; '.join(shapes[:5])}" + (f" and {len(shapes) - 5} more" if len(shapes) > 5 else '') + hint)
+        problems.append(
+            f"shape mismatch: {'; '.join(shapes[:5])}"
+            + (f" and {len(shapes) - 5} more" if len(shapes) > 5 else '')
+            + hint
+        )
     if problems: raise ValueError("state_dict does not fit the model: " + ' | '.join(problems))
     model.load_state_dict(sd)
     return model

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from .core import check_batch, check_choice, check_int, check_labels, check_range
+from .core import (all_gather_int, all_reduce_sum, check_batch, check_choice, check_int, check_labels,
+                                check_range, is_distributed, unwrap, world)
 from .labels import LabelTransform, real_logits, soft_cross_entropy, vs_ood_targets
 from .data import IN_MEMORY_LIMIT, ByteImageDataset, as_tensors
 from .models import predict_logits
@@ -101,7 +102,7 @@ class Adversarial(Regime):
         self.generator = generator
 
     def _pgd(self, model, x, y, loss='ce'):
-        return pgd(model, x, y, self.norm, self.eps, self.step, self.steps, loss=loss, generator=self.generator)
+        return pgd(unwrap(model), x, y, self.norm, self.eps, self.step, self.steps, loss=loss, generator=self.generator)
     def attack(self, model:nn.Module, x:torch.Tensor, targets:torch.Tensor) -> torch.Tensor: raise NotImplementedError
     def objective(self, model:nn.Module, x, x_adv, targets) -> torch.Tensor: raise NotImplementedError
     def __call__(self, model, x, targets): return self.objective(model, x, self.attack(model, x, targets), targets)
@@ -122,7 +123,7 @@ class AT(Adversarial):
     def attack(self, model, x, targets):
         "PGD examples maximising the cross-entropy over all outputs against `targets` (or their true classes)."
         if self.attack_labels == 'soft': return self._pgd(model, x, targets)
-        K = self.num_classes or getattr(model, 'num_classes', None)
+        K = self.num_classes or getattr(unwrap(model), 'num_classes', None)
         if K is None:
             raise ValueError("attack_labels='hard' needs num_classes (or a model with a num_classes attribute)")
         return self._pgd(model, x, true_class(targets, K))
@@ -142,7 +143,8 @@ class TRADES(Adversarial):
 
     def attack(self, model, x, targets):
         "PGD examples maximising KL(softmax f(x) || softmax f(x')) over all outputs."
-        with eval_mode(model), torch.no_grad(): p = F.softmax(model(x).float(), 1)
+        net = unwrap(model)   # the attack needs no gradient averaging across processes
+        with eval_mode(net), torch.no_grad(): p = F.softmax(net(x).float(), 1)
         return self._pgd(model, x, p, loss=kl_attack_loss)
 
     def objective(self, model, x, x_adv, targets):
@@ -169,16 +171,18 @@ class AWP(Regime):
 
     def perturbation(self, model:nn.Module, x, x_adv, targets) -> dict:
         "Unit-scale weight perturbation `||w_l|| g_l / ||g_l||` from the header's loss on a proxy copy of `model`."
-        try: self._proxy.load_state_dict(model.state_dict())
-        except (AttributeError, RuntimeError): self._proxy = copy.deepcopy(model)
+        net = unwrap(model)
+        try: self._proxy.load_state_dict(net.state_dict())
+        except (AttributeError, RuntimeError): self._proxy = copy.deepcopy(net)
         self._proxy.train()
         w = _weights(self._proxy)
         grads = torch.autograd.grad(self.header.objective(self._proxy, x, x_adv, targets), list(w.values()))
+        if is_distributed(): grads = [all_reduce_sum(g) / world()[1] for g in grads]   # the whole batch's gradient
         return {n: (p.detach().norm() / (g.norm() + 1e-20)) * g for (n, p), g in zip(w.items(), grads)}
 
     def _add(self, model, v, coeff):
         with torch.no_grad():
-            for n, p in _weights(model).items():
+            for n, p in _weights(unwrap(model)).items():
                 if n in v: p.add_(v[n], alpha=coeff)
 
     def __call__(self, model, x, targets):
@@ -285,9 +289,11 @@ class _Pool:
         return self._cache[1], self._cache[2]
 
     def draw(self, n:int, device) -> tuple:
-        "`n` images as float in [0, 1] on `device`, and their labels (or None)."
+        "`n` images as float in [0, 1] on `device`, and their labels (or None); under torchrun, this rank's part."
         x, y = self._on(torch.device(device))
-        idx = self.indices(n).to(x.device)
+        counts = all_gather_int(n)                 # every rank's n: the ranks draw one batch together
+        lo = sum(counts[:world()[0]]) if is_distributed() else 0
+        idx = self.indices(sum(counts))[lo:lo + n].to(x.device)
         return _as_float(x[idx]).to(device), (None if y is None else y[idx].to(device))
 
     def state_dict(self) -> dict:
@@ -382,7 +388,7 @@ class KD(Regime):
 
     def check_student(self, model:nn.Module):
         "Refuse a student whose number of real classes differs from the teacher's."
-        sk = getattr(model, 'num_classes', None)
+        sk = getattr(unwrap(model), 'num_classes', None)
         if sk is not None and sk != self.num_classes:
             raise ValueError(f"the teacher has {self.num_classes} real classes but the student has {sk}")
 
@@ -420,7 +426,8 @@ class ARD(Adversarial):
     def attack(self, model, x, targets):
         "The student's adversarial examples."
         if self.attack_loss == 'ce': return self._pgd(model, x, targets)
-        with eval_mode(model), torch.no_grad(): p = F.softmax(model(x).float(), 1)
+        net = unwrap(model)
+        with eval_mode(net), torch.no_grad(): p = F.softmax(net(x).float(), 1)
         return self._pgd(model, x, p, loss=kl_attack_loss)
 
     def objective(self, model, x, x_adv, targets):

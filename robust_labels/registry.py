@@ -4,14 +4,17 @@
 
 # %% ../nbs/15_registry.ipynb #5ae14c38
 from __future__ import annotations
-import ast, json, os, sys, time
+import ast, json, os, subprocess, sys, tempfile, time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PRESETS', 'RUNNER', 'ALSO', 'Experiment', 'shipped', 'notebook_parameters', 'check_parameters', 'notebook_path',
-           'load_experiments', 'get_experiment', 'parse_sets', 'plan', 'output_dirs', 'check_shard', 'missing_data',
-           'MissingData', 'estimate', 'run_batch', 'ReproduceError', 'reproduce', 'experiment_line', 'dry_run']
+__all__ = ['PRESETS', 'RUNNER', 'ALSO', 'EXECUTORS', 'ADVERSARIAL', 'Experiment', 'shipped', 'notebook_parameters',
+           'check_parameters', 'notebook_path', 'load_experiments', 'get_experiment', 'parse_sets', 'plan',
+           'output_dirs', 'check_shard', 'missing_data', 'MissingData', 'estimate', 'requests_runs', 'plan_runs',
+           'plan_all', 'run_batch', 'ReproduceError', 'reproduce', 'experiment_line', 'gpu_costs', 'gpu_hours',
+           'dry_run']
 
 # %% ../nbs/15_registry.ipynb #0b6b501c
 try: import tomllib
@@ -35,6 +38,7 @@ class Experiment:
 PRESETS = ('smoke', 'paper')
 RUNNER = ('out_dir', 'fig_dir', 'shard', 'device', 'progress')  # parameters `reproduce` sets itself
 ALSO = dict(radii=dict)  # parameters that take a second form: spider_fig2's radii, a list or {baseline: [gamma, ...]}
+EXECUTORS = ('local', 'ray')  # executors.EXECUTORS, repeated so that the registry imports without torch
 
 # %% ../nbs/15_registry.ipynb #9faab196
 def shipped(*parts) -> Path:
@@ -259,6 +263,108 @@ def _execute(nb_in:Path, nb_out:Path, params:dict, env:dict, stream:bool):
         pm.execute_notebook(str(nb_in), str(nb_out), parameters=params, kernel_name='python3', cwd=str(nb_in.parent),
                             progress_bar=False, extra_arguments=['--IPKernelApp.log_level=ERROR'], **io_)
 
+# %% ../nbs/15_registry.ipynb #4b91c97c
+def requests_runs(nb_path) -> bool:
+    "Whether experiment notebook `nb_path` asks for trained runs (calls `train_run`, `run_grid` or `run_groups`)."
+    cells = json.loads(Path(nb_path).read_text())['cells']
+    code = '\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'code')
+    return any(f in code for f in ('train_run', 'run_grid', 'run_groups'))
+
+# %% ../nbs/15_registry.ipynb #4ee3f7a1
+_OWN = ('tables', 'figures', 'notebooks', 'plans')   # what a planning notebook writes for itself, not into `out`
+
+# %% ../nbs/15_registry.ipynb #c341a3c0
+def _scratch(out:Path, folder:Path) -> Path:
+    "An output folder for a planning notebook: links to what `out` holds (runs, models, exports), its own tables."
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in (sorted(out.iterdir()) if out.is_dir() else []):
+        link = folder / p.name
+        if p.name not in _OWN and not link.exists() and not link.is_symlink():
+            link.symlink_to(p, target_is_directory=p.is_dir())
+    return folder
+
+# %% ../nbs/15_registry.ipynb #6cfa3fb2
+def plan_runs(name:str, nb_in:Path, params:dict, out:Path, work:Path, env:dict|None=None, device=None) -> dict:
+    "Run `name`'s notebook in plan mode in folder `work`: the runs it asks for, and where it stopped (None: its end)."
+    from robust_labels.runs import EXPERIMENT, PLAN_FILE, PLAN_MISSING, PLAN_OUT, read_plan
+    work.mkdir(parents=True, exist_ok=True)
+    plan_file = work / 'plan.jsonl'
+    plan_file.unlink(missing_ok=True)
+    env = dict(os.environ, **(env or {}), PYTHONWARNINGS='ignore',
+               **{PLAN_FILE: str(plan_file), PLAN_OUT: str(out), PLAN_MISSING: 'placeholder', EXPERIMENT: name})
+    p = dict(params, out_dir=str(_scratch(out, work / 'out')), fig_dir=str(work / 'figures'), shard=None,
+             device=device, progress=False)
+    cmd = [sys.executable, '-m', 'papermill', str(nb_in), str(work / 'plan.ipynb'), '-y', json.dumps(p), '-k',
+           'python3', '--cwd', str(nb_in.parent), '--no-progress-bar', '--log-level', 'ERROR']
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)   # own env
+    lines = [l for l in done.stderr.splitlines() if l.strip()]
+    stopped = None if done.returncode == 0 else f"{name} stopped: {lines[-1] if lines else done.returncode}"
+    return dict(requests=list(read_plan(plan_file).values()), stopped=stopped)
+
+# %% ../nbs/15_registry.ipynb #b5481afd
+def plan_all(names:list, known:dict, params:dict, out:Path, folder:Path, env:dict|None=None, device=None) -> dict:
+    "Plan the experiments `names` that train runs, several at once (one per CPU); {name: `plan_runs`' result}."
+    todo = [n for n in names if requests_runs(notebook_path(known[n].notebook, n))]
+    def one(n): return plan_runs(n, notebook_path(known[n].notebook, n), params[n], out, folder / n, env, device)
+    with ThreadPoolExecutor(max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        return dict(zip(todo, pool.map(one, todo)))
+
+# %% ../nbs/15_registry.ipynb #7ec2fc02
+def _merge(into:dict, requests:list) -> dict:
+    "Add `requests` to `into` {run_id: request}: a run asked for twice is one request, its evaluations merged."
+    for r in requests:
+        m = into.setdefault(r['run_id'], dict(r, evals=[], experiments=[]))
+        m['evals'] = list(dict.fromkeys(m['evals'] + list(r['evals'])))
+        m['experiments'] = list(dict.fromkeys(m['experiments'] + list(r['experiments'])))
+    return into
+
+# %% ../nbs/15_registry.ipynb #3d5ddc7f
+def _stage(names:list, known:dict, params:dict, out:Path, env:dict, device, shard, runner:dict, log) -> dict:
+    "Plan experiments `names`, then train their runs (`shard`'s share) with `runner`; {experiment: [error lines]}."
+    from robust_labels.executors import execute_runs, shard_of
+    wanted = {}
+    for n, res in plan_all(names, known, params, out, out / 'plans', env, device).items():
+        log(f"planned {n}: {len(res['requests'])} run(s)" + (' (more may follow from their results)' if res['stopped']
+                                                             else ''))
+        _merge(wanted, res['requests'])
+    done = execute_runs(shard_of(list(wanted.values()), shard), out, device=device, log=log, **runner)
+    errors = {}
+    for o in done.values():
+        for e in (o['experiments'] if o['status'] == 'failed' else []): errors.setdefault(e, []).append(o['error'])
+    return errors
+
+# %% ../nbs/15_registry.ipynb #de658be4
+def _execute_planned(name:str, nb_in:Path, nb_out:Path, params:dict, env:dict, stream:bool, out:Path, runner:dict,
+                     device, log, rounds:int=5):
+    "Run `name`'s notebook; runs it asks for that are not trained go to the executor, then it runs again."
+    from robust_labels.executors import execute_runs
+    from robust_labels.runs import EXPERIMENT, PLAN_FILE, PLAN_MISSING, read_plan
+    pending = out / 'plans' / name / 'pending.jsonl'
+    pending.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(rounds):
+        pending.unlink(missing_ok=True)
+        try: return _execute(nb_in, nb_out, params, dict(env, **{PLAN_FILE: str(pending), PLAN_MISSING: 'stop',
+                                                                  EXPERIMENT: name}), stream)
+        except Exception as e:
+            if getattr(e, 'ename', '') != 'RunsPending': raise
+        log(f"{name} asks for runs that depend on results: training them, then running it again")
+        done = execute_runs(list(read_plan(pending).values()), out, device=device, log=log, **runner)
+        failed = [o['error'] for o in done.values() if o['status'] == 'failed']
+        if failed: raise RuntimeError('; '.join(failed))
+    raise RuntimeError(f"still asks for untrained runs after {rounds} rounds of training")
+
+# %% ../nbs/15_registry.ipynb #81c14466
+def _runner(executor:str, address, cpus_per_run:int, gpus_per_run) -> dict:
+    "How runs train: the executor and each run's resources (Ray: connected and checked here, before anything runs)."
+    check_int('cpus_per_run', cpus_per_run, 1)
+    if executor == 'local':
+        if address is not None or gpus_per_run: raise ValueError("address and gpus_per_run need executor='ray'")
+        return dict(executor='local', cpus_per_run=cpus_per_run, gpus_per_run=0, started=False)
+    from robust_labels.executors import connect_ray, warm_workers
+    runner = dict(executor='ray', **connect_ray(address, cpus_per_run, gpus_per_run))
+    warm_workers(cpus_per_run)      # workers import the training stack while the notebooks are planned
+    return runner
+
 # %% ../nbs/15_registry.ipynb #ce7f82c7
 def run_batch(preset:str='smoke', experiments=None, out_dir=None, fig_dir=None, shard=None, device=None,
               progress:bool=True,
@@ -267,7 +373,11 @@ def run_batch(preset:str='smoke', experiments=None, out_dir=None, fig_dir=None, 
               overrides:dict|None=None, # notebook parameters set in every selected experiment that takes them
               continue_on_error:bool=False, # run the rest after a notebook fails
               download:bool=False, # fetch missing data sets that have a public source first
-              log=print # where the lines about the batch go
+              log=print, # where the lines about the batch go
+              executor:str='local', # 'local': each notebook trains its runs; 'ray': the planned runs as Ray tasks
+              address:str|None=None, # Ray cluster (HOST:PORT or 'auto'); None: start one on this machine
+              gpus_per_run:int|None=None, # GPUs per run task (None: 1 when the cluster has GPUs, else 0)
+              cpus_per_run:int|None=None # CPUs (torch threads) per run task; None: `threads`, else 1
              ) -> list:
     "Check, then run the experiment notebooks of `preset`; one dict per experiment (name, status, notebook, error)."
     params = plan(preset, experiments, overrides, registry)
@@ -275,26 +385,48 @@ def run_batch(preset:str='smoke', experiments=None, out_dir=None, fig_dir=None, 
     env = {} if threads is None else dict(OMP_NUM_THREADS=str(check_int('threads', threads, 1)))
     out, figs = output_dirs(preset, out_dir, fig_dir)
     shard, known = check_shard(shard), load_experiments(registry)
+    executor = check_choice('executor', executor, EXECUTORS)
     wanted = [dict(p, notebook=str(notebook_path(known[n].notebook, n))) for n, p in params.items()]
     missing = missing_data(wanted, download=download, progress=progress)
     if missing: raise MissingData("data missing; fetch it, then rerun:\n  " + '\n  '.join(missing))
-    results = []
-    for i, (name, p) in enumerate(params.items(), 1):
-        e = known[name]
-        nb_in, nb_out = notebook_path(e.notebook, name), out / 'notebooks' / e.notebook
-        nb_out.parent.mkdir(parents=True, exist_ok=True)
-        log(f"[{i}/{len(params)}] {name} ({e.notebook}): {estimate(name, out)}")
-        t0 = time.perf_counter()
-        try: _execute(nb_in, nb_out, dict(p, out_dir=str(out), fig_dir=str(figs), shard=shard, device=device,
-                                          progress=progress), env, progress)
-        except Exception as err:
-            results.append(dict(name=name, status='failed', notebook=nb_out, error=_failure(name, err, nb_out)))
-            log(results[-1]['error'])
-            if not continue_on_error: break
-            continue
-        seconds = time.perf_counter() - t0
-        atomic_write_json(out / 'notebooks' / 'durations.json', {**_durations(out), name: seconds})
-        results.append(dict(name=name, status='ok', notebook=nb_out, error=None, seconds=seconds))
+    runner = _runner(executor, address, cpus_per_run or threads or 1, gpus_per_run)
+    started, results, errors, staged = runner.pop('started'), [], {}, set()
+    try:
+        for i, (name, p) in enumerate(params.items(), 1):
+            e = known[name]
+            if (executor == 'ray' or shard) and e.order not in staged:     # plan and train a group of equal order
+                staged.add(e.order)
+                group = [n for n in params if known[n].order == e.order]
+                errors.update(_stage(group, known, params, out, env, device, shard, runner, log))
+            nb_in, nb_out = notebook_path(e.notebook, name), out / 'notebooks' / e.notebook
+            nb_out.parent.mkdir(parents=True, exist_ok=True)
+            if errors.get(name):
+                results.append(dict(name=name, status='failed', notebook=nb_out,
+                                    error=f"{name} failed: " + '; '.join(errors[name])))
+                log(results[-1]['error'])
+                if not continue_on_error: break
+                continue
+            if shard:
+                results.append(dict(name=name, status='trained', notebook=nb_out, error=None))
+                log(f"[{i}/{len(params)}] {name}: shard {shard} of its runs trained; tables are built by a "
+                    "reproduce without --shard once every shard is done")
+                continue
+            log(f"[{i}/{len(params)}] {name} ({e.notebook}): {estimate(name, out)}")
+            t0 = time.perf_counter()
+            q = dict(p, out_dir=str(out), fig_dir=str(figs), shard=None, device=device, progress=progress)
+            try:
+                if executor == 'ray': _execute_planned(name, nb_in, nb_out, q, env, progress, out, runner, device, log)
+                else: _execute(nb_in, nb_out, q, dict(env, ROBUST_LABELS_EXPERIMENT=name), progress)
+            except Exception as err:
+                results.append(dict(name=name, status='failed', notebook=nb_out, error=_failure(name, err, nb_out)))
+                log(results[-1]['error'])
+                if not continue_on_error: break
+                continue
+            seconds = time.perf_counter() - t0
+            atomic_write_json(out / 'notebooks' / 'durations.json', {**_durations(out), name: seconds})
+            results.append(dict(name=name, status='ok', notebook=nb_out, error=None, seconds=seconds))
+    finally:
+        if started: __import__('ray').shutdown()
     return results
 
 # %% ../nbs/15_registry.ipynb #6117ffd6
@@ -307,17 +439,20 @@ class ReproduceError(RuntimeError):
 # %% ../nbs/15_registry.ipynb #eff5002a
 def reproduce(preset:str='smoke', experiments=None, out_dir=None, fig_dir=None, shard=None, device=None,
               progress:bool=True, threads:int|None=None, registry=None, overrides:dict|None=None,
-              continue_on_error:bool=False, download:bool=False) -> dict:
+              continue_on_error:bool=False, download:bool=False, executor:str='local', address:str|None=None,
+              gpus_per_run:int|None=None, cpus_per_run:int|None=None) -> dict:
     "Run the experiment notebooks of `preset` (see `run_batch`); the executed notebook per experiment."
     results = run_batch(preset, experiments, out_dir, fig_dir, shard, device, progress, threads, registry, overrides,
-                        continue_on_error, download, log=print if progress else (lambda *a: None))
+                        continue_on_error, download, log=print if progress else (lambda *a: None), executor=executor,
+                        address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
     if any(r['status'] == 'failed' for r in results): raise ReproduceError(results)
     return {r['name']: r['notebook'] for r in results}
 
 # %% ../nbs/15_registry.ipynb #a5bd207f
 def experiment_line(result:dict, out:Path) -> str:
-    "One line about an experiment of a batch: failed, or whether its tables show the papers' claims."
+    "One line about an experiment of a batch: failed, trained (a shard), or whether its tables show the claims."
     name, stem = result['name'], Path(result['notebook']).stem   # a notebook names its tables after itself
+    if result['status'] == 'trained': return f"{name}: this shard's runs trained; no tables (run without --shard)"
     if result['status'] != 'ok': return f"{name}: failed ({result['notebook']})"
     tables = sorted(p.stem for p in (out / 'tables').glob('*.csv') if p.stem == stem or p.stem.startswith(stem + '_'))
     claims = [t for t in tables if 'claims' in t]
@@ -325,14 +460,75 @@ def experiment_line(result:dict, out:Path) -> str:
     return f"{name}: {shown}; tables: {', '.join(tables) or 'none'}"
 
 # %% ../nbs/15_registry.ipynb #0abea856
-_SHOWN = ('setups', 'dataset', 'model', 'labels', 'baselines', 'regimes', 'alphas', 'recipe', 'epochs', 'seeds', 'seed')
+ADVERSARIAL = dict(at=11, trades=11, awp=12, rst=11, ard=11)  # passes per step against standard training: PGD-10 + 1
 
 # %% ../nbs/15_registry.ipynb #cc71efc7
-def dry_run(preset:str='smoke', experiments=None, overrides:dict|None=None, out_dir=None, registry=None) -> list:
-    "What each selected experiment would run, without running it: deciding parameters, results present, estimate."
+def gpu_costs(path=None) -> tuple:
+    "The measurements of `benchmarks/gpu_check.sh` (`path`; None: the checkout's) and their file; or None and why not."
+    if path is None:
+        try: path = repo_root() / 'benchmarks' / 'results' / 'gpu.json'
+        except FileNotFoundError:
+            return None, "not running from a source checkout: give --gpu-costs PATH (from benchmarks/gpu_check.sh)"
+        if not path.exists():
+            return None, f"no GPU measurement ({path} is missing): run benchmarks/gpu_check.sh on a GPU machine first"
+    path = Path(path)
+    if not path.exists(): raise ValueError(f"gpu_costs {path} does not exist (benchmarks/gpu_check.sh writes it)")
+    try: d = json.loads(path.read_text())
+    except ValueError as e: raise ValueError(f"gpu_costs {path} is not JSON: {e}") from None
+    if not isinstance(d, dict) or not isinstance(d.get('models'), dict):
+        raise ValueError(f"gpu_costs {path} has no 'models' object of benchmarks/gpu_check.sh's measurements")
+    return d, str(path)
+
+# %% ../nbs/15_registry.ipynb #ceb3f1e7
+def gpu_hours(runs:list, costs:dict) -> tuple:
+    "Estimated GPU-hours to train the `runs` rows not trained yet, from measured speeds; (hours, models unmeasured)."
+    from robust_labels.data import dataset_info
+    hours, unmeasured = 0.0, set()
+    for r in runs:
+        if r['exists']: continue
+        info = dataset_info(r['dataset'])
+        key = f"{r['model']}@{info.shape[-1]}"
+        speed = (costs['models'].get(key) or {}).get('images_per_second')
+        if not speed: unmeasured.add(key)
+        else: hours += r['epochs'] * info.num_train * ADVERSARIAL.get(r['regime'], 1) / speed / 3600
+    return hours, sorted(unmeasured)
+
+# %% ../nbs/15_registry.ipynb #d69dd22a
+def _gpu_estimate(runs:list, costs, source:str) -> str:
+    "The GPU-hour estimate of `runs` as text, labelled as an estimate, or why there is none."
+    if costs is None: return f"no GPU-hour estimate possible: {source}"
+    if not runs: return 'no runs to train'
+    hours, unmeasured = gpu_hours(runs, costs)
+    todo = sum(not r['exists'] for r in runs)
+    note = f"; not counted, no measurement for {', '.join(unmeasured)}" if unmeasured else ''
+    return (f"estimate: {hours:.2f} GPU-hours on {costs.get('device', 'the measured GPU')} for {todo} run(s) to train "
+            f"(training only, from {source}){note}")
+
+# %% ../nbs/15_registry.ipynb #b5a41699
+def _run_row(req:dict, out:Path) -> dict:
+    "A planned run as a row: what decides it, its evaluations, and whether `out` holds it finished already."
+    from robust_labels.config import RunConfig
+    from robust_labels.runs import is_finished
+    from robust_labels.setup import result_path
+    cfg = RunConfig(**req['config'])
+    return dict(run_id=cfg.run_id, dataset=cfg.dataset, model=cfg.model, labels=cfg.labels, regime=cfg.regime,
+                epochs=cfg.epochs or cfg.recipe_().epochs, seed=cfg.seed, evals=list(req['evals']),
+                exists=is_finished(result_path(out, cfg), req['evals']))
+
+# %% ../nbs/15_registry.ipynb #e0dc313e
+def dry_run(preset:str='smoke', experiments=None, overrides:dict|None=None, out_dir=None, registry=None,
+            gpu_costs_path=None # benchmarks/gpu_check.sh's measurements (None: the checkout's, if there)
+           ) -> list:
+    "Every run the selection would execute (its notebooks in plan mode; nothing trains), which exist, and GPU-hours."
     params = plan(preset, experiments, overrides, registry)
     out, _ = output_dirs(preset, out_dir)
-    results = sorted((out / 'runs').glob('*.json')) if (out / 'runs').is_dir() else []
-    return [dict(experiment=n, **{k: p[k] for k in _SHOWN if k in p}, results_present=len(results),
-                 estimate=estimate(n, out))
-            for n, p in params.items()]
+    known, (costs, source) = load_experiments(registry), gpu_costs(gpu_costs_path)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        plans = plan_all(list(params), known, params, out, Path(tmp), dict(OMP_NUM_THREADS='1'), 'cpu')
+        for n in params:
+            res = plans.get(n, dict(requests=[], stopped=None))
+            runs = [_run_row(r, out) for r in res['requests']]
+            rows.append(dict(experiment=n, trains_runs=n in plans, runs=runs, stopped=res['stopped'],
+                             gpu_estimate=_gpu_estimate(runs, costs, source), last_duration=estimate(n, out)))
+    return rows

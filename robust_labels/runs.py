@@ -4,7 +4,7 @@
 
 # %% ../nbs/13b_runs.ipynb #0f21eb42
 from __future__ import annotations
-import contextlib, dataclasses, datetime, os, shutil, time
+import contextlib, dataclasses, datetime, json, os, shutil, time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,10 +15,11 @@ try: import fcntl
 except ImportError: fcntl = None   # no advisory file locks (Windows): one process per output folder there
 
 # %% auto #0
-__all__ = ['run_lock', 'train_run', 'label_grid', 'run_grid', 'records_frame', 'load_results', 'run_groups']
+__all__ = ['PLAN_FILE', 'PLAN_OUT', 'PLAN_MISSING', 'EXPERIMENT', 'run_lock', 'RunsPending', 'plan_request', 'read_plan',
+           'is_finished', 'train_run', 'label_grid', 'run_grid', 'records_frame', 'load_results', 'run_groups']
 
 # %% ../nbs/13b_runs.ipynb #f87df0d3
-from .core import atomic_save, atomic_write_json, default_device, environment
+from .core import atomic_save, atomic_write_json, default_device, environment, is_main_process
 from .config import RunConfig
 from .setup import fit_config, load_model, model_path, read_result, result_path
 from .evals import EVALUATIONS, check_evals
@@ -32,24 +33,31 @@ def run_lock(out_dir, cfg:RunConfig):
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         if fcntl is not None: fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.write(fd, f'{os.getpid()}\n'.encode())   # the holder's process id, for whoever has to find it
         yield path
     finally: os.close(fd)                     # closing the file releases the lock
 
 # %% ../nbs/13b_runs.ipynb #06b7919b
-def _train(cfg:RunConfig, out_dir, dev, progress, pending:list) -> tuple:
+def _train(cfg:RunConfig, out_dir, dev, progress, pending:list, callback=None, experiment=None) -> tuple:
     "Train `cfg`, keep its selected weights and record it as trained with the `pending` evaluations; record and model."
     t0 = time.perf_counter()
     ckdir = Path(out_dir) / 'checkpoints' / cfg.run_id
-    model, res = fit_config(cfg, out_dir, device=dev, checkpoint_dir=ckdir, resume=True, progress=progress)
+    model, res = fit_config(cfg, out_dir, device=dev, checkpoint_dir=ckdir, resume=True, progress=progress,
+                            callback=callback)
     atomic_save(dict(model=model.state_dict(), config=asdict(cfg)), model_path(out_dir, cfg))
-    rec = dict(run_id=cfg.run_id, config=asdict(cfg), metrics=dict(val_accuracy=100 * res.best_val_acc),
+    rec = dict(run_id=cfg.run_id, config=asdict(cfg), metrics=dict(val_accuracy=res.best_val_acc),
                best_epoch=res.best_epoch, history=res.history, environment=environment(dev),
                timings=dict(train_seconds=res.seconds, total_seconds=time.perf_counter() - t0),
                finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                evals=[], pending=list(pending))
+    if experiment: rec['experiment'] = experiment
+    prov = _provenance(out_dir, cfg)
+    if prov is not None: rec['provenance'] = prov
     atomic_write_json(result_path(out_dir, cfg), rec)     # the model is recorded before any evaluation starts
     shutil.rmtree(ckdir, ignore_errors=True)
     return rec, model
+
 
 # %% ../nbs/13b_runs.ipynb #ca0da0eb
 def _evaluate(rec:dict, e:str, model, cfg:RunConfig, dev, path) -> dict:
@@ -71,16 +79,97 @@ def _kept_model(cfg:RunConfig, out_dir, dev, todo:list):
                                 f"({model_path(out_dir, cfg)}) to evaluate {todo} on: delete the result file to rerun")
     return load_model(cfg, out_dir, dev)
 
+# %% ../nbs/13b_runs.ipynb #237a530f
+PLAN_FILE = 'ROBUST_LABELS_PLAN'             # a plan file: train_run appends requests to it instead of training
+PLAN_OUT = 'ROBUST_LABELS_PLAN_OUT'          # the output folder whose finished runs a planning notebook returns
+PLAN_MISSING = 'ROBUST_LABELS_PLAN_MISSING'  # 'placeholder' (default: a stand-in record) or 'stop' (RunsPending)
+EXPERIMENT = 'ROBUST_LABELS_EXPERIMENT'      # the experiment whose notebook asks for runs (named in their records)
+
+# %% ../nbs/13b_runs.ipynb #da7f4354
+class RunsPending(RuntimeError):
+    "Runs a notebook needs are not trained yet; they are in the plan file, for the executor to train."
+    def __init__(self, run_ids):
+        self.run_ids = list(dict.fromkeys(run_ids))
+        super().__init__(f"{len(self.run_ids)} run(s) not trained yet, added to the plan: {', '.join(self.run_ids)}")
+
+# %% ../nbs/13b_runs.ipynb #5cc0a73f
+def plan_request(path, cfg:RunConfig, evals, experiment:str|None=None):
+    "Append the request of run `cfg` with `evals` (by `experiment`) to plan file `path`, one JSON line."
+    line = json.dumps(dict(run_id=cfg.run_id, config=asdict(cfg), evals=list(evals), experiment=experiment))
+    with open(path, 'a') as f: f.write(line + '\n')
+
+# %% ../nbs/13b_runs.ipynb #d4cf70a3
+def read_plan(path) -> dict:
+    "The requests in plan file `path` by run_id, in request order: evaluations and experiments merged over requests."
+    out, path = {}, Path(path)
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        try: r = json.loads(line)
+        except ValueError: continue                  # a line cut short by a killed kernel
+        m = out.setdefault(r['run_id'], dict(run_id=r['run_id'], config=r['config'], evals=[], experiments=[]))
+        m['evals'] = list(dict.fromkeys(m['evals'] + list(r['evals'])))
+        if r.get('experiment') and r['experiment'] not in m['experiments']: m['experiments'].append(r['experiment'])
+    return out
+
+# %% ../nbs/13b_runs.ipynb #def8b1e4
+def is_finished(path, evals) -> bool:
+    "Whether the result file `path` exists and holds every evaluation in `evals`."
+    path = Path(path)
+    return path.exists() and all(e in read_result(path).get('evals', []) for e in evals)
+
+# %% ../nbs/13b_runs.ipynb #6ebdc6ed
+def _planned(cfg:RunConfig, out_dir, evals:list, experiment) -> dict|None:
+    "Plan mode: request `cfg`; its finished record, else a stand-in (or `RunsPending` in 'stop' mode; None: train on)."
+    plan_request(os.environ[PLAN_FILE], cfg, evals, experiment)
+    path, stop = result_path(os.environ.get(PLAN_OUT) or out_dir, cfg), os.environ.get(PLAN_MISSING) == 'stop'
+    if is_finished(path, evals): return None if stop else read_result(path)
+    if stop: raise RunsPending([cfg.run_id])
+    return dict(run_id=cfg.run_id, config=asdict(cfg), metrics=dict(val_accuracy=float('nan')), evals=[],
+                pending=list(evals), planned=True, experiment=experiment)
+
+# %% ../nbs/13b_runs.ipynb #d688129b
+def _name_experiment(rec:dict, experiment:str, path) -> dict:
+    "Add `experiment` to the experiments `rec` names (a name; a list when several share the run), saving the record."
+    have = rec.get('experiment')
+    names = [] if have is None else [have] if isinstance(have, str) else list(have)
+    if experiment in names: return rec
+    names.append(experiment)
+    rec['experiment'] = names[0] if len(names) == 1 else names
+    atomic_write_json(path, rec)
+    return rec
+
+# %% ../nbs/13b_runs.ipynb #bea93462
+def _provenance(out_dir, cfg:RunConfig) -> dict|None:
+    "Where `cfg`'s hyperparameters come from (`tune.provenance`), when `out_dir/tuned` holds tuning exports."
+    if not (Path(out_dir) / 'tuned').is_dir(): return None
+    from robust_labels import tune
+    find = getattr(tune, 'provenance', None)
+    return None if find is None else find(out_dir, cfg)
+
 # %% ../nbs/13b_runs.ipynb #736ab0cf
-def train_run(cfg:RunConfig, out_dir, evals=('accuracy',), device=None, progress:bool=False) -> dict:
+def train_run(cfg:RunConfig, out_dir, evals=('accuracy',), device=None, progress:bool=False,
+              callback=None, # called with each epoch's record while the run trains (see `fit`), e.g. a TensorBoard logger
+              experiment:str|None=None # the experiment asking (default `$ROBUST_LABELS_EXPERIMENT`), named in the record
+             ) -> dict:
     "Train (or reuse) the model of `cfg` under `out_dir`, add the `evals` its record lacks, and return the record."
     evals, dev, path = check_evals(evals), default_device(device), result_path(out_dir, cfg.check_trainable())
+    experiment = experiment or os.environ.get(EXPERIMENT) or None
+    if os.environ.get(PLAN_FILE):
+        planned = _planned(cfg, out_dir, evals, experiment)
+        if planned is not None: return planned
+    if not is_main_process():     # torchrun's other ranks help `fit` train; rank 0 alone locks, writes and evaluates
+        if path.exists(): return read_result(path)
+        _, res = fit_config(cfg, out_dir, device=dev, checkpoint_dir=Path(out_dir) / 'checkpoints' / cfg.run_id,
+                            resume=True, progress=False, callback=callback)
+        return dict(run_id=cfg.run_id, config=asdict(cfg), metrics=dict(val_accuracy=res.best_val_acc),
+                    history=res.history)
     with run_lock(out_dir, cfg):
-        rec, model = (read_result(path), None) if path.exists() else _train(cfg, out_dir, dev, progress, evals)
+        rec, model = ((read_result(path), None) if path.exists()
+                      else _train(cfg, out_dir, dev, progress, evals, callback, experiment))
         todo = [e for e in evals if e not in rec.get('evals', [])]
         if todo and model is None: model = _kept_model(cfg, out_dir, dev, todo)
         if todo: rec['pending'] = list(dict.fromkeys(rec.get('pending', []) + todo))
         for e in todo: rec = _evaluate(rec, e, model, cfg, dev, path)
+        if experiment: rec = _name_experiment(rec, experiment, path)
     return rec
 
 # %% ../nbs/13b_runs.ipynb #9ef53b1c
@@ -106,8 +195,13 @@ def _parse_shard(shard) -> tuple:
 def run_grid(configs:list, out_dir, evals=('accuracy',), device=None, shard=None, progress:bool=True) -> list:
     "Run every configuration (or shard `'i/n'` of them) under `out_dir` with `evals`; return their records."
     i, n = _parse_shard(shard)
-    mine = configs[i::n]
-    return [train_run(c, out_dir, evals, device=device) for c in tqdm(mine, desc='runs', disable=not progress)]
+    out, pending = [], []
+    for c in tqdm(configs[i::n], desc='runs', disable=not progress):
+        try: out.append(train_run(c, out_dir, evals, device=device))
+        except RunsPending as e: pending += e.run_ids        # 'stop' mode: collect the whole grid's, then stop
+    if pending: raise RunsPending(pending)
+    return out
+
 
 # %% ../nbs/13b_runs.ipynb #77182b0b
 def records_frame(records: list) -> pd.DataFrame:

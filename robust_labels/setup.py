@@ -4,15 +4,15 @@
 
 # %% ../nbs/11b_setup.ipynb #af2ad7a2
 from __future__ import annotations
-import dataclasses, hashlib, json, os
+import dataclasses, hashlib, json, os, types, warnings
 from pathlib import Path
 
 import torch
 
 # %% auto #0
 __all__ = ['real_classes', 'label_transform', 'build_model', 'result_path', 'model_path', 'read_result', 'config_of',
-           'load_model', 'augmentation', 'training_threat', 'outlier_set', 'unlabeled_set', 'make_regime',
-           'validation_set', 'data_fingerprint', 'run_identity', 'fit_config']
+           'load_model', 'find_runs', 'run_summary', 'select_run', 'augmentation', 'training_threat', 'outlier_set',
+           'unlabeled_set', 'make_regime', 'validation_set', 'data_fingerprint', 'run_identity', 'fit_config']
 
 # %% ../nbs/11b_setup.ipynb #d114bf30
 from .core import default_device, safe_load, seed_everything
@@ -23,7 +23,7 @@ from .cbar import augmented_validation
 from .augment import baseline_augment
 from .regimes import ARD, AT, AWP, DIGITS_THREAT, KD, OE, RST, SSL, TRADES, image_tensors, shuffled_pixels
 from .train import fit, standard_loss, with_l1
-from .config import RunConfig
+from .config import USED_WHEN, RunConfig
 
 # %% ../nbs/11b_setup.ipynb #b4af440d
 def real_classes(cfg:RunConfig) -> int:
@@ -76,14 +76,93 @@ def config_of(run_id:str, out_dir) -> RunConfig:
     return RunConfig(**read_result(path)['config'])
 
 # %% ../nbs/11b_setup.ipynb #d39b1c1b
-def load_model(cfg:RunConfig, out_dir, device=None) -> torch.nn.Module:
-    "The trained model of `cfg` from `out_dir` (run `train_run` first)."
+def load_model(cfg:RunConfig|str|None=None, # a configuration, a run_id, or None: select by experiment and fields
+               out_dir=None, # the output folder that holds runs/ and models/
+               device=None, experiment:str|None=None, **fields) -> torch.nn.Module:
+    "The trained model of a run in `out_dir`: `cfg` (a configuration or a run_id), or the one run that `fields` select."
+    if out_dir is None: raise ValueError("load_model needs out_dir, the output folder that holds runs/ and models/")
+    if cfg is not None and (experiment is not None or fields):
+        raise ValueError("load_model: give cfg (a RunConfig or run_id) or experiment/fields to select a run, not both")
+    if cfg is None: cfg = RunConfig(**select_run(out_dir, experiment, **fields)['config'])
+    elif isinstance(cfg, str): cfg = config_of(cfg, out_dir)
     path = model_path(out_dir, cfg)
     if not path.exists():
         raise FileNotFoundError(f"no trained model for run {cfg.run_id} in {path.parent}; run train_run first")
     model = build_model(cfg)
     load_weights(model, safe_load(path)['model'])
     return model.to(default_device(device)).eval()
+
+# %% ../nbs/11b_setup.ipynb #9a0e0682
+def _experiments(rec:dict) -> list:
+    "The experiments a record belongs to: its 'experiment' key, one name or a list of names (none: [])."
+    e = rec.get('experiment')
+    return [] if e is None else [e] if isinstance(e, str) else list(e)
+
+# %% ../nbs/11b_setup.ipynb #43542de5
+def _record_fields(rec:dict) -> dict:
+    "A record's configuration with every field (a field newer than the record takes its default) and its run_id."
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    return dict(defaults, **rec['config'], run_id=rec.get('run_id'))
+
+# %% ../nbs/11b_setup.ipynb #401e6223
+def find_runs(out_dir, experiment:str|None=None, # only the runs this experiment made (None: any)
+              **fields) -> list: # values the run must have: fields of `RunConfig`, or run_id
+    "The result records in `out_dir/runs` of `experiment` whose configuration has every value in `fields`."
+    known = ('run_id', *(f.name for f in dataclasses.fields(RunConfig)))
+    unknown = [k for k in fields if k not in known]
+    if unknown: raise ValueError(f"find_runs: no field {unknown[0]!r}; the fields are {', '.join(known)}")
+    found = []
+    for path in sorted((Path(out_dir) / 'runs').glob('*.json')):
+        try: rec = read_result(path)
+        except (ValueError, OSError) as e:
+            warnings.warn(f"skipped: {e}")
+            continue
+        rec.setdefault('run_id', path.stem)
+        have = _record_fields(rec)
+        if experiment is not None and experiment not in _experiments(rec): continue
+        if all(have[k] == v for k, v in fields.items()): found.append(rec)
+    return found
+
+# %% ../nbs/11b_setup.ipynb #f9f62364
+def run_summary(rec:dict) -> dict:
+    "A record in readable fields: experiment, data, model, labels and the parameters that apply, regime, accuracy (%)."
+    c = _record_fields(rec)
+    applies = [k for k, used in USED_WHEN.items() if used(types.SimpleNamespace(**c))]
+    defaults = RunConfig.__dataclass_fields__
+    extra = [k for k in ('val', 'lr', 'batch_size', 'weight_decay', 'l1') if c[k] != defaults[k].default]
+    acc = rec.get('metrics', {}).get('accuracy')
+    return dict(run_id=c['run_id'], experiment=','.join(_experiments(rec)), dataset=c['dataset'], model=c['model'],
+                labels=c['labels'], params=' '.join(f"{k}={c[k]}" for k in applies + extra), regime=c['regime'],
+                augment=c['augment'], recipe=c['recipe'], epochs=c['epochs'] or len(rec.get('history', [])) or None,
+                seed=c['seed'], accuracy=None if acc is None else round(acc, 2),
+                finished=(rec.get('finished') or '')[:16].replace('T', ' '))
+
+# %% ../nbs/11b_setup.ipynb #b680ac2f
+def _describe_runs(recs:list, limit:int=20) -> str:
+    "One line per record: its run_id and the fields in which the records differ (all readable fields for one)."
+    rows = [dict(_record_fields(r), experiment=','.join(_experiments(r))) for r in recs]
+    keys = [k for k in rows[0] if k != 'run_id' and len({json.dumps(r.get(k)) for r in rows}) > 1] if rows else []
+    if len(rows) == 1: keys = ['experiment', 'dataset', 'model', 'labels', 'seed']
+    lines = [f"  {r['run_id']}: " + ' '.join(f"{k}={r[k]}" for k in keys) for r in rows[:limit]]
+    if len(rows) > limit: lines.append(f"  ... and {len(rows) - limit} more (`robust-labels runs --out DIR` lists all)")
+    return '\n'.join(lines)
+
+# %% ../nbs/11b_setup.ipynb #e1a97d2c
+def select_run(out_dir, experiment:str|None=None, **fields) -> dict:
+    "The one record that `find_runs` selects; an error listing the candidates when none or several match."
+    found = find_runs(out_dir, experiment, **fields)
+    if len(found) == 1: return found[0]
+    asked = dict(experiment=experiment, **fields) if experiment is not None else fields
+    asked = ' '.join(f"{k}={v!r}" for k, v in asked.items())
+    where = Path(out_dir) / 'runs'
+    if found:
+        raise ValueError(f"{len(found)} runs in {where} match {asked or 'anything'}; add fields to choose one:\n"
+                         f"{_describe_runs(found)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')                  # find_runs warned about unreadable records already
+        there = find_runs(out_dir)
+    if not there: raise FileNotFoundError(f"no runs in {where}: train one first (robust-labels train, or reproduce)")
+    raise ValueError(f"no run in {where} matches {asked}; the runs there:\n{_describe_runs(there)}")
 
 # %% ../nbs/11b_setup.ipynb #238f4745
 def augmentation(cfg:RunConfig) -> tuple:

@@ -11,113 +11,74 @@ import numpy as np
 import pandas as pd
 import optuna
 from optuna.trial import TrialState
+from tqdm.auto import tqdm
 
 from .core import atomic_write_json, check_choice, check_int
 from .config import RunConfig
-from .study import FINISHED, study_attrs
-from .tune import best_record
+from .study import FINISHED, default_study_name, study_attrs
+from .tune import (TUNED_DIR, best_record, read_tuned, tune, tuned_config, tuned_name, tuned_path,
+                                tuning_space)
 from .tables import beside_paper, mean_std, with_paper
 from .figures import save_figure
 
 # %% auto #0
-__all__ = ['ABLATION', 'PAPER_TRIALS', 'TABLE7_ROWS', 'tuned', 'spider_setting', 'with_spider', 'spider_twins', 'spider_ablation',
-           'thickness_table', 'trials_frame', 'learning_curves', 'pruning_summary', 'pruning_table', 'pruning_frame',
-           'export_best', 'plot_search', 'flatness_curve', 'flatness_summary', 'plot_flatness', 'sensitivity_shape',
-           'plot_sensitivity']
+__all__ = ['ABLATION', 'THICKNESS_KEYS', 'PAPER_TRIALS', 'TABLE7_ROWS', 'tuned_configs', 'with_spider', 'spider_twins',
+           'spider_ablation', 'thickness_table', 'trials_frame', 'learning_curves', 'pruning_summary', 'pruning_table',
+           'pruning_frame', 'export_best', 'stage_configs', 'study_storage', 'tune_stage', 'tuned_frame', 'plot_search',
+           'flatness_curve', 'flatness_summary', 'plot_flatness', 'sensitivity_shape', 'plot_sensitivity']
 
-# %% ../nbs/14c_spider_claims.ipynb #416451df
-def tuned(
-    params: dict,
-    *path,
-    size: int = 2,
-    names: tuple | None = None,  # hyperparameter names to read when the setting is a tuned-trial JSON file
-) -> tuple:
-    "The numbers at `params[path[0]][path[1]]...` as floats: a list, one number (`size` 1) or a tuned-trial JSON file."
-    v = params
-    for p in path:
-        v = v.get(p) if isinstance(v, dict) else None
-    if isinstance(v, str) and names:
-        f = Path(v).expanduser()
-        if not f.is_file():
-            raise ValueError(
-                f"the tuned setting for {list(path)} must be {size} numbers or the path of a tuned-trial JSON file; "
-                f"got {v!r}, which is not a file"
-            )
-        best = json.loads(f.read_text()).get('params', {})
-        v = [best.get(n, f'missing {n!r}') for n in names]
-    if size == 1 and not isinstance(v, (list, tuple)):
-        v = [v]
-    ok = (
-        isinstance(v, (list, tuple))
-        and len(v) == size
-        and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v)
-    )
-    if not ok:
-        raise ValueError(
-            f"the tuned setting for {list(path)} must be {size} numbers, got {v!r}: tune it "
-            "(robust_labels.tune, the spider_table7 notebook) and pass it in the notebook's parameters"
-        )
-    return tuple(float(n) for n in v)
+# %% ../nbs/14c_spider_claims.ipynb #1fd556c5
+def tuned_configs(out_dir, configs) -> list:
+    "Each configuration with the hyperparameters the tuning stage exported for it; every missing study named at once."
+    done, missing = [], {}
+    for c in configs:
+        try: done.append(tuned_config(out_dir, c))
+        except FileNotFoundError as e: missing.setdefault(tuned_name(c), e)
+    if missing:
+        first = next(iter(missing.values()))
+        raise FileNotFoundError(f"{len(missing)} studies have no export under {Path(out_dir) / TUNED_DIR}: "
+                                f"{list(missing)}; the first: {first}")
+    return done
 
-# %% ../nbs/14c_spider_claims.ipynb #e2e506de
-def spider_setting(spider, *path) -> dict:
-    "SPIDER's labels at the tuned `[tau, xi]` found at `spider[path[0]][path[1]]...`, as `RunConfig` changes."
-    try:
-        tau, xi = tuned(spider, *path, names=('tau', 'xi'))
-    except ValueError as e:
-        raise ValueError(f"spider: {e}") from None
-    return dict(labels='spider', tau=tau, xi=xi)
+# %% ../nbs/14c_spider_claims.ipynb #218fe5ef
+def with_spider(config: RunConfig, out_dir) -> RunConfig:
+    "The +SPIDER twin of `config`, at the `(tau, xi)` the tuning stage found for its dataset, model and baseline."
+    return tuned_configs(out_dir, [config.replace(labels='spider')])[0]
 
-# %% ../nbs/14c_spider_claims.ipynb #fb0913f3
-def with_spider(config: RunConfig, spider, path=('dataset', 'augment')) -> RunConfig:
-    "The +SPIDER twin of `config`, at the `(tau, xi)` tuned for its `path` fields (e.g. its dataset and baseline)."
-    unknown = [p for p in path if p not in RunConfig.__dataclass_fields__]
-    if unknown:
-        raise ValueError(f"path must name RunConfig fields; unknown {unknown}")
-    return config.replace(**spider_setting(spider, *(getattr(config, p) for p in path)))
-
-# %% ../nbs/14c_spider_claims.ipynb #03bfd5b8
-def spider_twins(bases, spider, path=('dataset', 'augment')) -> list:
-    "Each configuration of `bases` followed by its +SPIDER twin."
-    return [c for b in bases for c in (b, with_spider(b, spider, path))]
+# %% ../nbs/14c_spider_claims.ipynb #3bc04e19
+def spider_twins(bases, out_dir) -> list:
+    "Each configuration of `bases` followed by its +SPIDER twin at the tuning stage's `(tau, xi)`."
+    bases = list(bases)
+    twins = tuned_configs(out_dir, [b.replace(labels='spider') for b in bases])
+    return [c for pair in zip(bases, twins) for c in pair]
 
 # %% ../nbs/14c_spider_claims.ipynb #5244bc0b
 ABLATION = ('Baseline', 'SPIDER', 'No LS', 'STD LS', 'Mixup')
 
 
-def spider_ablation(
-    base: RunConfig, baselines, seeds, spider: dict, nols_tau: dict, ls_alpha: dict, mixup: dict | None = None
-) -> dict:
+def spider_ablation(base: RunConfig, baselines, seeds, out_dir, mixup: dict | None = None) -> dict:
     "Table 6's runs `{(method, baseline): [configs over seeds]}` for the methods of `ABLATION` on each baseline."
-    given = dict(
-        spider=(spider, 2, ('tau', 'xi')), nols_tau=(nols_tau, 1, ('tau',)), ls_alpha=(ls_alpha, 1, ('alpha',))
-    )
-    values, missing = {}, []
-    for name, (d, size, names) in given.items():
-        for b in baselines:
-            try:
-                values[name, b] = tuned(d if isinstance(d, dict) else {}, b, size=size, names=names)
-            except ValueError:
-                missing.append((name, b))
-    if missing:
-        raise ValueError(
-            f"tuned values missing or placeholders for {missing}: the paper does not report them; tune them "
-            "(robust_labels.tune: spaces 'spider-*', 'spider-nols-*', 'ls') and set spider = {baseline: [tau, xi]}, "
-            "nols_tau = {baseline: tau} and ls_alpha = {baseline: alpha}"
-        )
-    mixup, groups = mixup or {}, {}
+    plain = {b: [base.replace(augment=b, seed=int(s)) for s in seeds] for b in baselines}
+    flat = [c for b in baselines for c in plain[b]]
+    tuned = tuned_configs(out_dir, [c.replace(labels=lab) for lab in ('spider', 'spider-nols', 'ls') for c in flat])
+    spider, nols, ls = (tuned[k * len(flat):(k + 1) * len(flat)] for k in range(3))
+    mixup, groups, at = mixup or {}, {}, 0
     for b in baselines:
-        (tau, xi), (nols,), (alpha,) = values['spider', b], values['nols_tau', b], values['ls_alpha', b]
-        plain = [base.replace(augment=b, seed=int(s)) for s in seeds]
-        groups['Baseline', b] = plain
-        groups['SPIDER', b] = [c.replace(labels='spider', tau=tau, xi=xi) for c in plain]
-        groups['No LS', b] = [c.replace(labels='spider-nols', tau=nols) for c in groups['SPIDER', b]]
-        groups['STD LS', b] = [c.replace(labels='ls', alpha=alpha) for c in plain]
+        n = len(plain[b])
+        groups['Baseline', b] = plain[b]
+        groups['SPIDER', b] = spider[at:at + n]
+        pairs = zip(spider[at:at + n], nols[at:at + n])
+        groups['No LS', b] = [s.replace(labels='spider-nols', tau=o.tau) for s, o in pairs]
+        groups['STD LS', b] = ls[at:at + n]
         if mixup.get(b):
-            groups['Mixup', b] = [c.replace(augment=mixup[b]) for c in plain]
+            groups['Mixup', b] = [c.replace(augment=mixup[b]) for c in plain[b]]
+        at += n
     return groups
 
 # %% ../nbs/14c_spider_claims.ipynb #90e7eb10
+THICKNESS_KEYS = {'ours': 'thickness_', 'yang': 'thickness_yang_'}   # protocol -> prefix of its metric keys
+
+
 def thickness_table(
     summary: pd.DataFrame,
     paper: pd.DataFrame,
@@ -126,22 +87,29 @@ def thickness_table(
     bands=('thickness_0.75', 'thickness_1'),
     digits: int = 4,
     extras=('accuracy',),
+    protocols=('ours',),  # 'ours' and/or 'yang' (`evals.eval_thickness_yang`): each band measured both ways
 ) -> pd.DataFrame:
-    "Boundary thickness per band: mean ± std over seeds, the spread over batches in a run, the paper's mean and std."
-    missing = [c for b in bands for c in (f'{b}_mean', f'{b}_std_mean')] + [f'{e}_mean' for e in extras]
-    missing = [c for c in missing if c not in summary.columns]
+    "Boundary thickness per band and protocol: mean ± std over seeds, the spread over batches in a run; the paper's."
+    for p in protocols:
+        check_choice('protocols', p, THICKNESS_KEYS)
+    named = len(protocols) > 1 or protocols[0] != 'ours'
+    key = lambda b, p: b.replace(THICKNESS_KEYS['ours'], THICKNESS_KEYS[p], 1)
+    missing = [c for b in bands for p in protocols for c in (f'{key(b, p)}_mean', f'{key(b, p)}_std_mean')]
+    missing = [c for c in missing + [f'{e}_mean' for e in extras] if c not in summary.columns]
     if missing:
         raise ValueError(
             f"summary must summarize the bands, their within-run <band>_std and the extras; missing {missing}"
         )
     table = summary[list(keys) + ['runs']]
     for b in bands:
-        table = table.assign(
-            **{
-                f'{b} (mean ± std)': mean_std(summary, b, digits),
-                f'{b} batch std': summary[f'{b}_std_mean'].round(digits),
-            }
-        )
+        for p in protocols:
+            name = f'{b} {p}' if named else b
+            table = table.assign(
+                **{
+                    f'{name} (mean ± std)': mean_std(summary, key(b, p), digits),
+                    f'{name} batch std': summary[f'{key(b, p)}_std_mean'].round(digits),
+                }
+            )
         table = with_paper(table, paper, on, [b])
     return table.assign(**{e: mean_std(summary, e) for e in extras})
 
@@ -250,6 +218,68 @@ def export_best(study: optuna.Study, path) -> dict:
     rec = best_record(study, pruning=pruning_summary(study))
     atomic_write_json(path, rec)
     return rec
+
+# %% ../nbs/14c_spider_claims.ipynb #14c82b2d
+def stage_configs(studies, # rows [labels, dataset, model, recipe, [baselines]]
+                  epochs: int = 0, val: str = 'augmented', seed: int = 0) -> list:
+    "The tuning stage's study configurations: one per row of `studies` and baseline, checked, each name once."
+    form = "[labels, dataset, model, recipe, [baselines]]"
+    if not isinstance(studies, (list, tuple)) or not studies:
+        raise ValueError(f"studies must be a non-empty list of rows {form}; got {studies!r}")
+    configs = []
+    for row in studies:
+        if not (isinstance(row, (list, tuple)) and len(row) == 5 and isinstance(row[4], (list, tuple)) and row[4]):
+            raise ValueError(f"studies: each row must be {form} with at least one baseline; got {row!r}")
+        labels, dataset, model, recipe, baselines = row
+        for b in baselines:
+            c = RunConfig(labels=labels, dataset=dataset, model=model, recipe=recipe, augment=b, epochs=int(epochs),
+                          val=val, seed=int(seed))
+            tuning_space(c)   # an unknown dataset or recipe, or a scheme with nothing to tune: before any training
+            configs.append(c)
+    names = [tuned_name(c) for c in configs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice: raise ValueError(f"studies: {twice} appear more than once")
+    return configs
+
+# %% ../nbs/14c_spider_claims.ipynb #870c1040
+def study_storage(out_dir, config: RunConfig, space=None, storage=None):
+    "Where the study of `config` lives: `storage` (e.g. a shared RDB URL) if given, else its journal under `out_dir`."
+    if storage is not None: return storage
+    return Path(out_dir) / 'studies' / f'{default_study_name(config, tuning_space(config, space))}.journal'
+
+# %% ../nbs/14c_spider_claims.ipynb #c4008508
+def tune_stage(configs, out_dir,
+               n_trials: int | None = None, # None or 0: the paper's count for each dataset (`PAPER_TRIALS`)
+               *, sampler='tpe', pruner='median', storage=None, # None: a journal per study under `out_dir/studies`
+               workers: int = 1, device=None, threads: int | None = None, progress: bool = False) -> dict:
+    "Run (or resume) the study of each configuration, export its best trial to `tune.tuned_path`; the studies by name."
+    counts = {}
+    for c in configs:
+        n = n_trials or PAPER_TRIALS.get(c.dataset)
+        if n is None:
+            raise ValueError(f"n_trials must be given for dataset {c.dataset!r}: the paper's counts (PAPER_TRIALS) are "
+                             f"for {sorted(PAPER_TRIALS)}")
+        counts[tuned_name(c)] = check_int('n_trials', n, 1)
+    studies = {}
+    for c in tqdm(configs, desc='tuning stage', disable=not progress):
+        name = tuned_name(c)
+        studies[name] = tune(c, counts[name], storage=study_storage(out_dir, c, storage=storage), sampler=sampler,
+                             pruner=pruner, workers=workers, device=device, threads=threads, progress=progress)
+        export_best(studies[name], tuned_path(out_dir, c))   # at once: an interrupted stage keeps what it finished
+    return studies
+
+# %% ../nbs/14c_spider_claims.ipynb #643d211a
+def tuned_frame(out_dir, configs) -> pd.DataFrame:
+    "One row per configuration: the tuned values its study exported, best value and trial, trials, epochs, speed gain."
+    rows = []
+    for c in configs:
+        rec = read_tuned(out_dir, c)
+        rows.append(dict(labels=c.labels, dataset=c.dataset, model=c.model, augment=c.augment, **rec['params'],
+                         best_value=rec['best_value'], best_trial=rec['best_trial'],
+                         complete=rec['trials'].get('complete', 0), pruned=rec['trials'].get('pruned', 0),
+                         epochs=rec['recipe'].get('epochs'), speed_gain=(rec.get('pruning') or {}).get('speed_gain'),
+                         study=rec['study'], export=tuned_path(out_dir, c).relative_to(out_dir).as_posix()))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/14c_spider_claims.ipynb #90cc10b9
 def plot_search(

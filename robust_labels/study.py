@@ -4,7 +4,7 @@
 
 # %% ../nbs/12a_study.ipynb #6411ca54
 from __future__ import annotations
-import contextlib, datetime, hashlib, json, logging, os, re, socket, warnings
+import contextlib, dataclasses, datetime, hashlib, json, logging, os, re, socket, warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -315,6 +315,16 @@ def _space_record(space:dict) -> dict:
 _SHARED = ('dataset', 'model', 'labels', 'augment', 'recipe', 'epochs', 'lr', 'batch_size', 'seed')
 _SEARCHED = ('alpha', 'num_virtual', 'tau', 'xi')   # set by each trial from its hyperparameters
 
+# %% ../nbs/12a_study.ipynb #b7bd89bb
+_RECIPE_FIRST = ('epochs', 'lr', 'batch_size', 'momentum', 'nesterov', 'weight_decay', 'schedule', 'milestones',
+                 'gamma')   # train.Recipe's fields when studies were first stored: always in the identity
+
+# %% ../nbs/12a_study.ipynb #6acb94a1
+def _recipe_record(recipe) -> dict:
+    "A recipe as a study stores it: its first fields, and a field added later only where it is not its default."
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe)}
+    return {k: v for k, v in asdict(recipe).items() if k in _RECIPE_FIRST or v != defaults[k]}
+
 # %% ../nbs/12a_study.ipynb #3edb0576
 def study_identity(config:RunConfig, space:dict) -> dict:
     "What a study stores to recognise its configuration: the shared fields, the resolved `space` and the recipe."
@@ -324,7 +334,7 @@ def study_identity(config:RunConfig, space:dict) -> dict:
     defaults = RunConfig.__dataclass_fields__
     d.update({k: v for k, v in asdict(config).items()
               if k not in (*_SHARED, *_SEARCHED, 'val') and v != defaults[k].default})   # e.g. regime, l1
-    return _normal(dict(config=d, recipe=asdict(config.recipe_())))
+    return _normal(dict(config=d, recipe=_recipe_record(config.recipe_())))
 
 # %% ../nbs/12a_study.ipynb #b0cc8b2d
 def default_study_name(config:RunConfig, space:dict) -> str:

@@ -206,7 +206,10 @@ EVAL_METRICS = dict(
     cw20=('cw20_accuracy',),
     autoattack=('aa_accuracy',),
     autoattack_plus=('aa_plus_accuracy',),
+    autoattack_vs_official=('aa_vs_official_accuracy',),
+    autoattack_plus_vs_official=('aa_plus_vs_official_accuracy',),
     thickness=('thickness_0.75', 'thickness_1'),
+    thickness_yang=('thickness_yang_0.75', 'thickness_yang_1'),
 )
 
 METRIC_NAMES = dict(
@@ -215,6 +218,8 @@ METRIC_NAMES = dict(
     cw20_accuracy='CW-20',
     aa_accuracy='AA',
     aa_plus_accuracy='AA+',
+    aa_vs_official_accuracy='AA (vs-official)',
+    aa_plus_vs_official_accuracy='AA+ (vs-official)',
     pgd_l2_accuracy='PGD-L2',
     pgd_linf_accuracy='PGD-Linf',
     auroc='AUROC',

@@ -11,10 +11,12 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .core import (CheckpointError, atomic_save, check_choice, check_int, check_range, default_device,
-                                safe_load, seed_everything)
+from .core import (CheckpointError, all_reduce_sum, atomic_save, broadcast_object, broadcast_tensors,
+                                check_choice, check_int, check_range, default_device, init_distributed, is_main_process,
+                                rank_device, safe_load, seed_everything, world)
 from .labels import LabelTransform, OneHot, real_logits, soft_cross_entropy
 from .data import make_loader
 from torch.utils.data import Dataset, TensorDataset
@@ -28,7 +30,7 @@ __all__ = ['RECIPES', 'Recipe', 'get_recipe', 'make_optimizer', 'as_dataset', 'e
 # %% ../nbs/09_train.ipynb #0c1a5bf1
 @dataclass(frozen=True)
 class Recipe:
-    "An optimisation recipe: SGD with momentum and a learning-rate schedule over `epochs`."
+    "An optimisation recipe: SGD with momentum (or AdamW) and a learning-rate schedule over `epochs`."
     epochs: int = 30
     lr: float = 0.1
     batch_size: int = 128
@@ -38,6 +40,11 @@ class Recipe:
     schedule: str = 'cosine'        # 'cosine' (per epoch, to 0), 'multistep' (x gamma at milestones) or 'constant'
     milestones: tuple = ()          # epochs at which 'multistep' multiplies the learning rate by `gamma`
     gamma: float = 0.1
+    optimizer: str = 'sgd'          # 'sgd' or 'adamw' (no weight decay on biases and norms, as timm's create_optimizer)
+    warmup_epochs: int = 0          # 'cosine': linear warmup from `warmup_lr` over these first epochs (timm's)
+    warmup_lr: float = 0.0
+    min_lr: float = 0.0             # 'cosine' decays to this
+    cooldown_epochs: int = 0        # 'cosine': the last epochs stay at `min_lr` (in `epochs`)
 
     def __post_init__(self):
         check_int('epochs', self.epochs, 1)
@@ -49,6 +56,13 @@ class Recipe:
         check_choice('schedule', self.schedule, ['cosine', 'multistep', 'constant'])
         object.__setattr__(self, 'milestones', tuple(check_int('milestones', m, 1) for m in self.milestones))
         if self.nesterov and self.momentum == 0: raise ValueError("nesterov=True needs momentum > 0")
+        check_choice('optimizer', self.optimizer, ['sgd', 'adamw'])
+        check_int('warmup_epochs', self.warmup_epochs, 0)
+        check_int('cooldown_epochs', self.cooldown_epochs, 0, self.epochs - self.warmup_epochs - 1)
+        check_range('warmup_lr', self.warmup_lr, 0)
+        check_range('min_lr', self.min_lr, 0)
+        if self.schedule != 'cosine' and (self.warmup_epochs or self.cooldown_epochs or self.min_lr):
+            raise ValueError("warmup_epochs, cooldown_epochs and min_lr need schedule='cosine'")
 
     def replace(self, **changes) -> 'Recipe':
         "A copy with some fields changed (and checked)."
@@ -84,27 +98,58 @@ RECIPES = {
     'oe-scratch': Recipe(epochs=100, lr=0.1, batch_size=128, weight_decay=5e-4, nesterov=True, schedule='cosine'),
     'ssl-reject': Recipe(epochs=100, lr=0.1, batch_size=128, weight_decay=5e-4, schedule='multistep',
                          milestones=(75, 90)),
+    't2t-vit-14': Recipe(epochs=310, lr=5e-4, batch_size=512, weight_decay=0.05, optimizer='adamw', schedule='cosine',
+                         warmup_epochs=10, warmup_lr=1e-6, min_lr=1e-5, cooldown_epochs=10),
+    't2t-vit-24': Recipe(epochs=310, lr=5e-4, batch_size=512, weight_decay=0.065, optimizer='adamw', schedule='cosine',
+                         warmup_epochs=10, warmup_lr=1e-6, min_lr=1e-5, cooldown_epochs=10),
+    'vs-t2t-vit-14': Recipe(epochs=310, lr=1e-3, batch_size=256, weight_decay=0.05, optimizer='adamw',
+                            schedule='cosine', warmup_epochs=10, warmup_lr=1e-6, min_lr=1e-5, cooldown_epochs=10),
+    'vs-t2t-vit-24': Recipe(epochs=310, lr=1e-3, batch_size=512, weight_decay=0.065, optimizer='adamw',
+                            schedule='cosine', warmup_epochs=10, warmup_lr=1e-6, min_lr=1e-5, cooldown_epochs=10),
 }
 
 # %% ../nbs/09_train.ipynb #789587c7
 def get_recipe(recipe:str|Recipe|None=None, **changes) -> Recipe:
-    "A named recipe (or a `Recipe`), with `changes` applied."
+    "A named recipe (or a `Recipe`), with `changes` applied; fewer `epochs` shrink warmup and cooldown in proportion."
     if recipe is None: recipe = 'smoke'
     if isinstance(recipe, str): recipe = RECIPES[check_choice('recipe', recipe, RECIPES)]
     if not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a name in {list(RECIPES)} or a Recipe, got {recipe!r}")
+    if 'epochs' in changes and recipe.warmup_epochs + recipe.cooldown_epochs:   # keep warmup/cooldown's share
+        for k in ('warmup_epochs', 'cooldown_epochs'):
+            changes.setdefault(k, round(getattr(recipe, k) * changes['epochs'] / recipe.epochs))
+        if changes['epochs'] <= changes['warmup_epochs'] + changes['cooldown_epochs']:
+            changes['warmup_epochs'] = changes['cooldown_epochs'] = 0
     return recipe.replace(**changes) if changes else recipe
+
+# %% ../nbs/09_train.ipynb #3ed87994
+def _warmup_cosine_lr(recipe:Recipe, epoch:int) -> float:
+    "The learning rate of `epoch` under timm's cosine schedule with linear warmup and cooldown (T2T-ViT's)."
+    if epoch < recipe.warmup_epochs:
+        return recipe.warmup_lr + epoch * (recipe.lr - recipe.warmup_lr) / recipe.warmup_epochs
+    T = recipe.epochs - recipe.cooldown_epochs
+    if epoch >= T: return recipe.min_lr
+    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * epoch / T))
 
 # %% ../nbs/09_train.ipynb #689da9cc
 def make_optimizer(model:nn.Module, recipe:Recipe,
                    impl:str|None=None): # 'fused', 'foreach' or 'for-loop'; default fused on CUDA, else foreach
-    "SGD and its learning-rate scheduler for `recipe`."
+    "The optimiser (SGD or AdamW) and its learning-rate scheduler for `recipe`."
     params = list(model.parameters())
     if impl is None: impl = 'fused' if params and all(p.is_cuda for p in params) else 'foreach'
     check_choice('impl', impl, ['fused', 'foreach', 'for-loop'])
-    opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
-                          weight_decay=recipe.weight_decay, foreach=impl == 'foreach', fused=impl == 'fused')
-    if recipe.schedule == 'cosine':
+    kw = dict(foreach=impl == 'foreach', fused=impl == 'fused')
+    if recipe.optimizer == 'adamw':
+        groups = [dict(params=[p for p in params if p.ndim > 1]),
+                  dict(params=[p for p in params if p.ndim <= 1], weight_decay=0.0)]
+        opt = torch.optim.AdamW([g for g in groups if g['params']], lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                **kw)
+    else:
+        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                              weight_decay=recipe.weight_decay, **kw)
+    if recipe.schedule == 'cosine' and (recipe.warmup_epochs or recipe.cooldown_epochs or recipe.min_lr):
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: _warmup_cosine_lr(recipe, e) / recipe.lr)
+    elif recipe.schedule == 'cosine':
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs)
     elif recipe.schedule == 'multistep':
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(recipe.milestones), recipe.gamma)
@@ -128,32 +173,39 @@ def _nonempty(name:str, data) -> Dataset:
     if hasattr(ds, '__len__') and len(ds) == 0: raise ValueError(f"{name} is empty: it needs at least one example")
     return ds
 
+# %% ../nbs/09_train.ipynb #6882a620
+@torch.no_grad()
+def _correct(model:nn.Module, ds:Dataset, K:int|None, transform:Callable|None, batch_size:int, device,
+             shard:tuple|None=None) -> tuple:
+    "`(correct predictions as a device tensor, examples)` on `ds`, or on this process's part of it with `shard`."
+    was_training = model.training
+    model.eval()
+    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
+    try:
+        for x, y in make_loader(ds, batch_size, device=device, shard=shard):
+            x, y = x.to(device), y.to(device)
+            if transform is not None: x, y = transform(x, y)
+            correct += (real_logits(model(x), K).argmax(1) == y).sum()
+            total += len(y)
+    finally: model.train(was_training)
+    return correct, total
+
 # %% ../nbs/09_train.ipynb #5751f263
 def _num_classes(model, num_classes=None) -> int|None:
     "K: the explicit argument, else the model's `num_classes` attribute."
     return num_classes if num_classes is not None else getattr(model, 'num_classes', None)
 
 # %% ../nbs/09_train.ipynb #bc97447a
-@torch.no_grad()
 def evaluate(model:nn.Module, data, # a Dataset or an (x, y) pair of tensors
              num_classes:int|None=None, # K (default: `model.num_classes`)
              transform:Callable|None=None, # batch transform `(x, y) -> (x, y)` applied to the inputs first
              batch_size:int=512, device=None) -> float:
-    "Top-1 accuracy of `model` on `data`, predicting with the first `num_classes` logits."
+    "Top-1 accuracy of `model` on `data` in percent (0-100), predicting with the first `num_classes` logits."
     ds = _nonempty('data', data)
     device = next(model.parameters()).device if device is None else default_device(device)
-    K, was_training = _num_classes(model, num_classes), model.training
-    model.eval()
-    correct, total = torch.zeros((), dtype=torch.long, device=device), 0
-    try:
-        for x, y in make_loader(ds, batch_size, device=device):
-            x, y = x.to(device), y.to(device)
-            if transform is not None: x, y = transform(x, y)
-            correct += (real_logits(model(x), K).argmax(1) == y).sum()
-            total += len(y)
-    finally: model.train(was_training)
+    correct, total = _correct(model, ds, _num_classes(model, num_classes), transform, batch_size, device)
     if total == 0: raise ValueError("data is empty: it gave no batches")
-    return correct.item() / total
+    return 100 * (correct.item() / total)
 
 # %% ../nbs/09_train.ipynb #38309d27
 def standard_loss(model:nn.Module, x:torch.Tensor, targets:torch.Tensor) -> torch.Tensor:
@@ -176,9 +228,9 @@ class with_l1:
 @dataclass
 class FitResult:
     "What `fit` returns: per-epoch history and the selected (best) epoch."
-    history: list = field(default_factory=list)  # one dict per epoch: epoch, train_loss, val_acc, lr, seconds
+    history: list = field(default_factory=list)  # one dict per epoch: epoch, train_loss, val_acc (%), lr, seconds
     best_epoch: int = -1
-    best_val_acc: float = float('nan')
+    best_val_acc: float = float('nan')  # percent (0-100), like every accuracy in the library
     seconds: float = 0.0
     resumed_from: int = 0                        # epochs already done when this call started
 
@@ -203,6 +255,7 @@ class FitState:
     result: FitResult = field(default_factory=FitResult)
     best_state: dict|None = None               # the best epoch's weights so far
     identity: dict|None = None                 # the caller's run configuration and data fingerprint (JSON form)
+    ddp: nn.Module|None = None                 # the DistributedDataParallel wrapper of `model` under torchrun
 
 # %% ../nbs/09_train.ipynb #3910326c
 def _json_identity(identity:dict|None) -> dict|None:
@@ -214,42 +267,61 @@ def _json_identity(identity:dict|None) -> dict|None:
     except (TypeError, ValueError) as e:
         raise TypeError(f"identity must be a JSON-able dict (or None): {e}") from None
 
+# %% ../nbs/09_train.ipynb #b66f3d97
+def _world_size(recipe:Recipe, device:torch.device, sync_batchnorm:bool) -> int:
+    "The number of processes training together; refuse a batch size they cannot share, or SyncBatchNorm on the CPU."
+    size = world()[1]
+    if recipe.batch_size % size:
+        raise ValueError(f"batch_size {recipe.batch_size} of the recipe is not divisible by the world size {size} "
+                         f"(torchrun --nproc_per_node {size}): each process takes batch_size / {size} examples of "
+                         f"every batch; use a batch_size that is a multiple of {size}, or another number of processes")
+    if sync_batchnorm and size > 1 and device.type != 'cuda':
+        raise ValueError("sync_batchnorm=True needs CUDA devices (torch's SyncBatchNorm does not run on "
+                         f"{device.type}); train without it, or on GPUs")
+    return size
+
 # %% ../nbs/09_train.ipynb #f12e962e
 def fit_state(model:nn.Module, recipe:str|Recipe|None=None, *, labels:LabelTransform|Callable|None=None,
               augment:Callable|None=None, loss_fn:Callable=standard_loss, num_classes:int|None=None,
               device=None, amp:bool|None=None, channels_last:bool|None=None, seed:int=0,
-              identity:dict|None=None, compile:bool=False) -> FitState:
+              identity:dict|None=None, compile:bool=False, sync_batchnorm:bool=False) -> FitState:
     "A fresh `FitState` for training `model` with `recipe` (arguments as for `fit`)."
     recipe = get_recipe(recipe)
     identity = _json_identity(identity)
-    device = default_device(device)
+    device = rank_device(device)
     cuda = device.type == 'cuda'
     amp = cuda if amp is None else amp
     channels_last = cuda if channels_last is None else channels_last
     if amp and not cuda: raise ValueError("amp=True needs a CUDA device")
     K = _num_classes(model, num_classes)
     if K is None: raise ValueError("num_classes must be given for a model without a num_classes attribute")
+    size = _world_size(recipe, device, sync_batchnorm)
     labels = OneHot(K) if labels is None else labels
+    if size > 1: init_distributed('nccl' if cuda else 'gloo')
     model.to(device)
     if channels_last: model.to(memory_format=torch.channels_last)
+    if sync_batchnorm and size > 1: model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if compile: model.compile()
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if size > 1 else None
     opt, sched = make_optimizer(model, recipe)
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler('cuda', enabled=amp and amp_dtype == torch.float16)
     return FitState(model, recipe, opt, sched, scaler, torch.Generator().manual_seed(seed), labels, K, loss_fn,
-                    augment, device, amp, amp_dtype, channels_last, identity=identity)
+                    augment, device, amp, amp_dtype, channels_last, identity=identity, ddp=ddp)
 
 # %% ../nbs/09_train.ipynb #69fa5ebb
-def train_step(state:FitState, x:torch.Tensor, y:torch.Tensor, epoch:int=0) -> tuple:
+def train_step(state:FitState, x:torch.Tensor, y:torch.Tensor, epoch:int=0,
+               scale:float=1.0) -> tuple: # weight of this process's loss in the averaged gradient (uneven parts)
     "One optimiser step on the batch `(x, y)`: `(loss, batch size)`, the loss still on the device."
     x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
     if state.augment is not None: x, y = state.augment(x, y)
     x, targets = state.labels(x, y)
     if state.channels_last and x.dim() == 4: x = x.contiguous(memory_format=torch.channels_last)
+    net = state.model if state.ddp is None else state.ddp
     with torch.autocast(state.device.type, dtype=state.amp_dtype, enabled=state.amp):
-        loss = state.loss_fn(state.model, x, targets)
+        loss = state.loss_fn(net, x, targets)
     state.opt.zero_grad(set_to_none=True)
-    state.scaler.scale(loss).backward()
+    state.scaler.scale(loss if scale == 1 else loss * scale).backward()
     state.scaler.step(state.opt)
     state.scaler.update()
     if hasattr(state.loss_fn, 'after_step'): state.loss_fn.after_step(state.model)
@@ -260,6 +332,23 @@ def _check_finite(loss:torch.Tensor, epoch:int):
     "Raise when the (first non-finite, else latest) loss of the epoch is not finite."
     if not torch.isfinite(loss): raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}")
 
+# %% ../nbs/09_train.ipynb #8d9f303b
+def _share(n:int, device) -> float:
+    "This rank's loss weight for a batch whose parts differ: its part of the batch times the world size."
+    total = all_reduce_sum(torch.tensor(float(n), dtype=torch.float64, device=device))
+    return n * world()[1] / total.item()
+
+# %% ../nbs/09_train.ipynb #dd9f0bdb
+def _validate(state:FitState, val_data, val_transform:Callable|None=None, batch_size:int=512) -> float:
+    "Validation accuracy (%) of `state.model`; under torchrun each rank counts its part and the counts are summed."
+    if state.ddp is None: return evaluate(state.model, val_data, state.num_classes, val_transform, batch_size)
+    ds = _nonempty('val_data', val_data)
+    correct, total = _correct(state.model, ds, state.num_classes, val_transform, batch_size, state.device, world())
+    counts = torch.stack([correct.double(), torch.tensor(float(total), dtype=torch.float64, device=state.device)])
+    c, t = all_reduce_sum(counts).tolist()
+    if t == 0: raise ValueError("val_data is empty: it gave no batches")
+    return 100 * (c / t)
+
 # %% ../nbs/09_train.ipynb #b1d13795
 def train_epoch(state:FitState, loader, epoch:int, # 0-based
                 val_data=None, val_transform:Callable|None=None, progress:bool=False,
@@ -267,21 +356,27 @@ def train_epoch(state:FitState, loader, epoch:int, # 0-based
     "Train `state.model` one epoch on `loader`, step the schedule and validate: the epoch's record."
     check_every = check_int('check_every', check_every, 1)
     te, model = time.perf_counter(), state.model.train()
+    ddp = state.ddp is not None
+    if ddp: state.ddp.train()
     if hasattr(state.loss_fn, 'start_epoch'): state.loss_fn.start_epoch(epoch)
     dtype = torch.float32 if state.device.type == 'mps' else torch.float64
     tot, first_bad, n = torch.zeros((), dtype=dtype, device=state.device), torch.zeros((), device=state.device), 0
+    last = len(loader) if ddp and hasattr(loader, '__len__') else 0   # the batch whose parts may differ by rank
     for i, (x, y) in enumerate(tqdm(loader, desc=f'epoch {epoch + 1}', leave=False, disable=not progress), 1):
-        loss, size = train_step(state, x, y, epoch)
+        loss, size = train_step(state, x, y, epoch, _share(len(y), state.device) if i == last else 1.0)
         tot += loss.to(dtype) * size
         first_bad = torch.where(torch.isfinite(first_bad), loss.float(), first_bad)
         n += size
-        if i % check_every == 0: _check_finite(first_bad, epoch)
+        if i % check_every == 0: _check_finite(all_reduce_sum(first_bad.clone()) if ddp else first_bad, epoch)
+    _check_finite(all_reduce_sum(first_bad.clone()) if ddp else first_bad, epoch)
+    if ddp:
+        tot, n = all_reduce_sum(torch.stack([tot, torch.tensor(float(n), dtype=dtype, device=state.device)])).tolist()
+        _sync_ranks(state)
     if n == 0: raise ValueError("train_data is empty: the loader gave no batches")
-    _check_finite(first_bad, epoch)
     lr = state.opt.param_groups[0]['lr']
     state.sched.step()
-    val = evaluate(model, val_data, state.num_classes, val_transform) if val_data is not None else float('nan')
-    return dict(epoch=epoch + 1, train_loss=tot.item() / n, val_acc=val, lr=lr, seconds=time.perf_counter() - te)
+    val = _validate(state, val_data, val_transform) if val_data is not None else float('nan')
+    return dict(epoch=epoch + 1, train_loss=float(tot) / n, val_acc=val, lr=lr, seconds=time.perf_counter() - te)
 
 # %% ../nbs/09_train.ipynb #5107a544
 def keep_best(state:FitState, rec:dict, validated:bool=True) -> bool:
@@ -324,6 +419,24 @@ def _set_transform_state(t, saved:dict|None):
     elif 'parts' in saved:
         for part, s in zip(t.transforms, saved['parts']): _set_transform_state(part, s)
 
+# %% ../nbs/09_train.ipynb #8b6d075c
+def _random_states(state:FitState) -> dict:
+    "The random states and regime state a rank continues from (those a checkpoint stores)."
+    regime = state.loss_fn.state_dict() if hasattr(state.loss_fn, 'state_dict') else None
+    return dict(rng=_rng_state(state.loader_gen), labels=_transform_state(state.labels),
+                augment=_transform_state(state.augment), regime=regime)
+
+# %% ../nbs/09_train.ipynb #b2c45c51
+def _sync_ranks(state:FitState):
+    "Give every rank rank 0's buffers (BatchNorm statistics), random states and regime state."
+    broadcast_tensors(list(state.model.buffers()))
+    got = broadcast_object(_random_states(state) if is_main_process() else None)
+    if is_main_process(): return
+    _set_rng_state(got['rng'], state.loader_gen)
+    _set_transform_state(state.labels, got['labels'])
+    _set_transform_state(state.augment, got['augment'])
+    if got['regime'] is not None: state.loss_fn.load_state_dict(got['regime'])
+
 # %% ../nbs/09_train.ipynb #28f21aa1
 def _plain(d:dict) -> dict:
     "Tuples as lists, so a recipe compares equal to its stored form."
@@ -345,7 +458,8 @@ def _check_compatible(ckpt:dict, model:nn.Module, recipe:Recipe, path:Path, iden
     if want is not None and ckpt.get('model_config') is not None and ckpt['model_config'] != want:
         raise ValueError(f"checkpoint {path} was written for model {ckpt['model_config']}, not {want}")
     saved = ckpt.get('recipe', {})
-    diff = {k: (saved.get(k), v) for k, v in _plain(asdict(recipe)).items() if saved.get(k) != v}
+    default = {f.name: f.default for f in dataclasses.fields(Recipe)}   # fields added later: absent means default
+    diff = {k: (saved.get(k), v) for k, v in _plain(asdict(recipe)).items() if saved.get(k, default[k]) != v}
     if diff:
         raise ValueError(f"checkpoint {path} was written with another recipe; differing fields (saved, now): {diff}")
     if ckpt.get('identity') is None or identity is None: return
@@ -357,13 +471,15 @@ def _check_compatible(ckpt:dict, model:nn.Module, recipe:Recipe, path:Path, iden
 # %% ../nbs/09_train.ipynb #fb880db6
 def save_checkpoint(state:FitState, ckdir:Path, epoch:int, # epochs done (1-based number of the last one)
                     new_best:bool=False):
-    "Write `ckdir/last.pt` with all of `state`, then `ckdir/best.pt` when this epoch is the new best."
+    "Write `ckdir/last.pt` with all of `state`, then `ckdir/best.pt` when this epoch is the new best (rank 0 only)."
+    if not is_main_process(): return
     model, res = state.model, state.result
     regime = state.loss_fn.state_dict() if hasattr(state.loss_fn, 'state_dict') else None
     transforms = dict(labels=_transform_state(state.labels), augment=_transform_state(state.augment))
     atomic_save(dict(model=model.state_dict(), optimizer=state.opt.state_dict(), scheduler=state.sched.state_dict(),
                      scaler=state.scaler.state_dict(), epoch=epoch, history=res.history,
-                     best_epoch=res.best_epoch, best_val_acc=res.best_val_acc, rng=_rng_state(state.loader_gen),
+                     best_epoch=res.best_epoch, best_val_acc=res.best_val_acc, acc_unit='%',
+                     rng=_rng_state(state.loader_gen),
                      recipe=_plain(asdict(state.recipe)), model_config=getattr(model, 'config', None),
                      regime=regime, identity=state.identity,
                      transforms=transforms), ckdir / 'last.pt')
@@ -378,8 +494,9 @@ def _best_weights(ck:dict, ckdir:Path, device) -> dict:
     best = safe_load(path, map_location=device) if path.exists() else None
     if best is not None and best['epoch'] == ck['best_epoch']: return best['model']
     if ck['best_epoch'] == ck['epoch']:       # killed after writing last.pt, before best.pt: last.pt holds them
-        atomic_save({'model': ck['model'], 'epoch': ck['epoch'], 'val_acc': ck['best_val_acc'],
-                     'model_config': ck.get('model_config')}, path)
+        if is_main_process():
+            atomic_save({'model': ck['model'], 'epoch': ck['epoch'], 'val_acc': ck['best_val_acc'],
+                         'model_config': ck.get('model_config')}, path)
         return ck['model']
     held = 'no file' if best is None else f"epoch {best['epoch']}"
     raise CheckpointError(f"{path} holds {held} but {ckdir / 'last.pt'} records best epoch {ck['best_epoch']}: "
@@ -407,6 +524,9 @@ def load_checkpoint(state:FitState, ckdir:Path) -> int:
     _set_transform_state(state.augment, saved.get('augment'))
     res.resumed_from = ck['epoch']
     res.history, res.best_epoch, res.best_val_acc = ck['history'], ck['best_epoch'], ck['best_val_acc']
+    if ck.get('acc_unit') != '%':               # written before accuracies were percent: they hold fractions
+        res.history = [{**h, 'val_acc': 100 * h['val_acc']} for h in res.history]
+        res.best_val_acc = 100 * res.best_val_acc
     return ck['epoch']
 
 # %% ../nbs/09_train.ipynb #aa366a02
@@ -425,27 +545,29 @@ def fit(model:nn.Module, train_data, # a Dataset or an (x, y) pair of tensors
         num_workers:int|None=None, # DataLoader workers; None: the dataset's own `num_workers` (0 in memory)
         identity:dict|None=None, # JSON-able run configuration and data fingerprint; a resumed checkpoint must match
         check_every:int=50, # steps between checks that the loss is finite (each check waits for the device)
-        compile:bool=False) -> FitResult: # train a `torch.compile`d model
+        compile:bool=False, # train a `torch.compile`d model
+        sync_batchnorm:bool=False) -> FitResult: # under torchrun on GPUs: BatchNorm statistics over the whole batch
     "Train `model` on `train_data` with `recipe`, validating each epoch and keeping the best weights."
     recipe = get_recipe(recipe)
     check_every = check_int('check_every', check_every, 1)
     train_ds = _nonempty('train_data', train_data)
     if val_data is not None: _nonempty('val_data', val_data)
     seed_everything(seed)
+    progress = progress and is_main_process()
     state = fit_state(model, recipe, labels=labels, augment=augment, loss_fn=loss_fn, num_classes=num_classes,
                       device=device, amp=amp, channels_last=channels_last, seed=seed, identity=identity,
-                      compile=compile)
+                      compile=compile, sync_batchnorm=sync_batchnorm)
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     start = load_checkpoint(state, ckdir) if resume and ckdir is not None else 0
-    loader = make_loader(train_ds, recipe.batch_size, shuffle=True, device=state.device,
-                         generator=state.loader_gen, num_workers=num_workers, drop_last=False)
+    loader = make_loader(train_ds, recipe.batch_size, shuffle=True, device=state.device, generator=state.loader_gen,
+                         num_workers=num_workers, drop_last=False, shard=world() if state.ddp is not None else None)
     t0 = time.perf_counter()
     bar = tqdm(range(start, recipe.epochs), desc='epochs', disable=not progress, initial=start, total=recipe.epochs)
     for epoch in bar:
         rec = train_epoch(state, loader, epoch, val_data, val_transform, progress, check_every)
         new_best = keep_best(state, rec, validated=val_data is not None)
         if ckdir: save_checkpoint(state, ckdir, epoch + 1, new_best)
-        bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec['val_acc']:.3f}")
+        bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec['val_acc']:.1f}%")
         if callback is not None: callback(rec)
     state.result.seconds = time.perf_counter() - t0
     if restore_best and state.best_state is not None: load_weights(model, state.best_state)
@@ -460,11 +582,15 @@ class tensorboard_logger:
             raise ImportError(f"TensorBoard logging needs the tensorboard package: pip install tensorboard ({e})"
                               ) from e
         self.logdir, self.epochs = Path(logdir), 0
-        self.writer = SummaryWriter(str(self.logdir))
+        self.writer = SummaryWriter(str(self.logdir)) if is_main_process() else None   # under torchrun: rank 0 writes
     def __call__(self, rec:dict):
+        if self.writer is None:
+            self.epochs += 1
+            return
         for k, v in rec.items():
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             if k != 'epoch' and ok: self.writer.add_scalar(k, v, rec['epoch'])
         self.writer.flush()
         self.epochs += 1
-    def close(self): self.writer.close()
+    def close(self):
+        if self.writer is not None: self.writer.close()

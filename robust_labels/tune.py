@@ -4,7 +4,7 @@
 
 # %% ../nbs/12b_tune.ipynb #7d1743dd
 from __future__ import annotations
-import contextlib, dataclasses, datetime, math, os, re, shlex, shutil, signal, sys, threading, time, warnings
+import contextlib, dataclasses, datetime, json, math, os, re, shlex, shutil, signal, sys, threading, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,9 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['C', 'XI_MAX', 'SPACES', 'default_space', 'search_space', 'tuning_space', 'suggest', 'Objective', 'tune',
-           'StudyIncomplete', 'best_config', 'best_record']
+__all__ = ['C', 'XI_MAX', 'SPACES', 'TUNED_DIR', 'default_space', 'search_space', 'tuning_space', 'suggest', 'Objective', 'tune',
+           'StudyIncomplete', 'best_config', 'best_record', 'tuned_name', 'tuned_path', 'read_tuned', 'tuned_config',
+           'provenance']
 
 # %% ../nbs/12b_tune.ipynb #2a2c90df
 import robust_labels
@@ -27,7 +28,7 @@ from .config import RunConfig
 from .setup import fit_config, validation_set
 from .study import (FINISHED, PRUNERS, SAMPLERS, default_storage, default_study_name, open_study,
                                  process_alive, quiet_optuna, recover_trials, redact_url, retry_trial, space_grid,
-                                 study_attrs, worker_info)
+                                 study_attrs, study_identity, worker_info)
 
 # %% ../nbs/12b_tune.ipynb #518436bc
 C, XI_MAX = 'c', '1-1/c'   # symbols resolved with the dataset's number of classes c
@@ -190,11 +191,11 @@ class Objective:
         cfg = self.config.replace(**suggest(trial, self.space))
         ckdir, done = self._checkpoints(me.system_attrs.get('failed_trial', trial.number))
         seconds = [r['seconds'] for r in done]
-        for r in done: trial.report(100 * r['val_acc'], r['epoch'])
+        for r in done: trial.report(r['val_acc'], r['epoch'])
         if done: trial.set_user_attr('resumed_from', len(done))
         def report(rec):
             seconds.append(rec['seconds'])
-            trial.report(100 * rec['val_acc'], rec['epoch'])
+            trial.report(rec['val_acc'], rec['epoch'])
             if rec['epoch'] < self.recipe.epochs and trial.should_prune():   # after the last epoch: nothing to save
                 raise optuna.TrialPruned(f"pruned after epoch {rec['epoch']}")
         try:
@@ -209,7 +210,7 @@ class Objective:
             raise
         finally: trial.set_user_attr('epoch_seconds', seconds)
         self._cleanup(ckdir)
-        return 100 * res.best_val_acc
+        return res.best_val_acc   # percent
 
     @staticmethod
     def _cleanup(ckdir):
@@ -412,3 +413,75 @@ def best_record(study:optuna.Study, pruning:dict|None=None # the cost of the sea
                 pruning=pruning,
                 versions=dict(robust_labels=robust_labels.__version__, optuna=optuna.__version__),
                 exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
+
+# %% ../nbs/12b_tune.ipynb #5cd3714e
+TUNED_DIR = 'tuned'   # the tuning stage's exports: <out_dir>/tuned/<tuned_name(config)>.json
+
+# %% ../nbs/12b_tune.ipynb #b1f6b0c6
+def tuned_name(config:RunConfig) -> str:
+    "The tuning stage's name for the study of `config`: label scheme, dataset, model and baseline augmentation."
+    return f'{config.labels}_{config.dataset}_{config.model}_{config.augment}'
+
+# %% ../nbs/12b_tune.ipynb #0233828d
+def tuned_path(out_dir, config:RunConfig) -> Path:
+    "Where the tuning stage exports the best trial of the study of `config`: `<out_dir>/tuned/<tuned_name>.json`."
+    return Path(out_dir) / TUNED_DIR / f'{tuned_name(config)}.json'
+
+# %% ../nbs/12b_tune.ipynb #bdb80682
+_MATCHED = ('labels', 'dataset', 'model', 'augment', 'recipe', 'validation')   # what an export must share with its runs
+
+# %% ../nbs/12b_tune.ipynb #b1a9891e
+def _make_command(config:RunConfig, path:Path) -> str:
+    "The commands that make the export of `config`: the tuning stage, or one `robust-labels tune` study."
+    preset = path.parent.parent.name if path.parent.parent.name in ('smoke', 'paper') else '<preset>'
+    out = path.parent.parent.parent if preset != '<preset>' else '<out>'
+    flags = ' '.join(f'--{k.replace("_", "-")} {getattr(config, k)}' for k in ('dataset', 'model', 'labels', 'augment',
+                                                                                  'recipe'))
+    return (f"`robust-labels reproduce --preset {preset} --out {out} --experiments spider_tuning` (the tuning stage), "
+            f"or one study: `robust-labels tune {flags} --validation {config.val} --export {path}`")
+
+# %% ../nbs/12b_tune.ipynb #c0af4260
+def read_tuned(out_dir, config:RunConfig, space=None # the space the tables expect (None: `default_space`)
+              ) -> dict:
+    "The tuning stage's export for `config` under `out_dir/tuned`, checked to be a study of that configuration."
+    path = tuned_path(out_dir, config)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tuned hyperparameters for study {tuned_name(config)!r}: {path} does not exist; "
+                                f"make it with {_make_command(config, path)}")
+    try: rec = json.loads(path.read_text())
+    except ValueError as e: raise ValueError(f"export {path} is not a JSON file of a tuned study: {e}") from None
+    got = rec.get('config') if isinstance(rec, dict) else None
+    if not isinstance(got, dict) or not isinstance(rec.get('params'), dict):
+        raise ValueError(f"export {path} is not a study export (robust_labels.spider_claims.export_best): no config or "
+                         "params")
+    want = study_identity(config, tuning_space(config, space))['config']
+    bad = [f"{k} {got.get(k)!r} (wanted {want[k]!r})" for k in _MATCHED if got.get(k) != want[k]]
+    if not bad and got.get('space') != want['space']:
+        bad = [f"search space {got.get('space')} (wanted {want['space']})"]
+    if bad: raise ValueError(f"export {path} is a study of another configuration: {'; '.join(bad)}; rerun the tuning "
+                             f"stage for {tuned_name(config)!r}: {_make_command(config, path)}")
+    return rec
+
+# %% ../nbs/12b_tune.ipynb #47b5485c
+def tuned_config(out_dir, config:RunConfig, space=None) -> RunConfig:
+    "`config` with the hyperparameters the tuning stage found for it (`read_tuned`)."
+    return config.replace(**read_tuned(out_dir, config, space)['params'])
+
+# %% ../nbs/12b_tune.ipynb #07fcfc4a
+def _searched(rec:dict) -> list:
+    "The hyperparameters an export's study searched (not the fixed ones)."
+    return [k for k, v in rec['config'].get('space', {}).items() if 'fixed' not in v]
+
+# %% ../nbs/12b_tune.ipynb #f2737a27
+def provenance(out_dir, cfg:RunConfig) -> dict|None:
+    "The study, trial and export (relative to `out_dir`) that `cfg`'s tuned hyperparameters came from; None if none."
+    schemes = {'spider-nols': ('spider-nols', 'spider')}.get(cfg.labels, (cfg.labels,))
+    for scheme in (s for s in schemes if s in _SCHEME_PARAMS):
+        probe = cfg.replace(labels=scheme)
+        path = tuned_path(out_dir, probe)
+        if not path.is_file(): continue
+        try: rec = read_tuned(out_dir, probe)
+        except ValueError: continue           # an export of another configuration: not where cfg's values came from
+        if all(getattr(probe, k) == rec['params'].get(k) for k in _searched(rec)):
+            return dict(study=rec['study'], trial=rec['best_trial'], export=path.relative_to(out_dir).as_posix())
+    return None

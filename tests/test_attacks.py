@@ -482,17 +482,58 @@ def _reference_pgd(model, x, y, norm, eps, step, steps, generator, targeted=Fals
     return x_adv.detach()
 
 
+def _rgb_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(8 * 16, 13)).eval()
+
+
 @pytest.mark.parametrize('norm,eps,step', [('linf', 8/255, 2/255), ('l2', 0.5, 0.1), ('l2', 0.3, 1/800)])
 @pytest.mark.parametrize('kw', [{}, dict(targeted=True), dict(num_classes=10), dict(loss='cw'), dict(random_start=False),
                                 dict(num_classes=10, loss='cw', targeted=True)])
-def test_pgd_numbers_identical_to_the_reference(norm, eps, step, kw):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(8 * 64, 13)).eval()
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_pgd_numbers_identical_to_the_reference(norm, eps, step, kw, channels_last):
+    "Bit for bit the plain PGD, run by the reference in the same memory layout (channels-last: on a channels-last x)."
+    net = _rgb_net()
     x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 10, (16,))
-    ours = pgd(net, x, y, norm, eps, step, 6, generator=torch.Generator().manual_seed(1), **kw)
-    ref = _reference_pgd(net, x, y, norm, eps, step, 6, torch.Generator().manual_seed(1), **kw)
-    assert torch.equal(ours, ref)
+    ours = pgd(net, x, y, norm, eps, step, 6, generator=torch.Generator().manual_seed(1), channels_last=channels_last,
+               **kw)
+    x_ref = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    ref = _reference_pgd(net, x_ref, y, norm, eps, step, 6, torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(ours, ref) and ours.is_contiguous()
+
+
+def test_pgd_memory_layout():
+    "A conv net on the CPU is attacked on channels-last iterates by default, other models not; the output keeps x's layout."
+    net, lin = _rgb_net(), nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 13)).eval()
+    seen = []
+    hook = lambda m, inp: seen.append(inp[0].is_contiguous(memory_format=torch.channels_last) and not inp[0].is_contiguous())
+    for m in (net, lin): m.register_forward_pre_hook(hook)
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    run = lambda model, x, **kw: pgd(model, x, y, 'linf', 8/255, 2/255, 2, generator=torch.Generator().manual_seed(1), **kw)
+    layouts = []
+    for model, kw in ((net, {}), (net, dict(channels_last=False)), (lin, {}), (lin, dict(channels_last=True))):
+        seen.clear()
+        out = run(model, x, **kw)
+        layouts.append(seen[0])
+        assert len(set(seen)) == 1 and out.is_contiguous()
+    assert layouts == [True, False, False, True]
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert not run(net, cl).is_contiguous() and torch.equal(run(net, cl), run(net, x))
+    with pytest.raises(ValueError, match='channels_last must be True, False or None'): run(net, x, channels_last=1.0)
+
+
+def test_pgd_layouts_agree():
+    "Channels-last and standard layout give the same attack up to float rounding: the same predictions, pixels alike."
+    net = _rgb_net()
+    x, y = torch.rand(256, 3, 8, 8), torch.randint(0, 13, (256,))
+    a, b = (pgd(net, x, y, norm, eps, step, 10, generator=torch.Generator().manual_seed(2), channels_last=cl)
+            for norm, eps, step in [('l2', 0.5, 0.1)] for cl in (False, True))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    a, b = (pgd(net, x, y, 'linf', 8/255, 2/255, 10, generator=torch.Generator().manual_seed(2), channels_last=cl)
+            for cl in (False, True))
+    assert ((a - b).abs() > 1e-6).float().mean() < 1e-3          # sign steps: a component within rounding of 0 may flip
+    with torch.no_grad(): assert (net(a).argmax(1) != net(b).argmax(1)).sum() <= 1
 
 
 # ---------------------------------------------------------------- issue 10 §4: the papers' protocols, named

@@ -278,3 +278,72 @@ def test_check_downloaded_datasets(tmp_path):
     (tmp_path/'train_32x32.mat').write_bytes(b'')
     (tmp_path/'test_32x32.mat').write_bytes(b'')
     check('svhn', tmp_path)
+
+
+# --- synthetic copies (write_synthetic): the published layouts, checked and loaded; checksums kept for real copies
+
+SYNTHETIC_ENVS = ('ROBUST_LABELS_DATA', 'ROBUST_LABELS_SYNTHETIC', 'ROBUST_LABELS_UNLABELED', 'ROBUST_LABELS_OUTLIERS',
+                  'ROBUST_LABELS_OOD_TEST', 'ROBUST_LABELS_IMAGENET')
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    "No data environment variable of the machine leaks into the test."
+    for k in SYNTHETIC_ENVS: monkeypatch.delenv(k, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.slow
+def test_synthetic_copies_pass_check_and_load(tmp_path, clean_env):
+    "Every catalogue entry written at its full class count passes `check` and loads through the library's loaders."
+    from robust_labels.corruption_sets import load_corrupted
+    from robust_labels.data import get_dataset
+    env = cat.write_synthetic(root=tmp_path, n=20, n_test=4)
+    assert set(env) == {'ROBUST_LABELS_DATA', 'ROBUST_LABELS_SYNTHETIC', 'ROBUST_LABELS_UNLABELED',
+                        'ROBUST_LABELS_OUTLIERS', 'ROBUST_LABELS_OOD_TEST'}
+    for k, v in env.items(): clean_env.setenv(k, v)
+    for name, e in CATALOG.items(): check(name, env[e.env] if e.kind == 'array' else None)
+    assert status().present.all()
+    sizes = {d: (len(get_dataset(d, 'train', progress=False)), len(get_dataset(d, 'val', progress=False)),
+                 len(get_dataset(d, 'test', progress=False))) for d in ('cifar10', 'cifar100', 'svhn', 'tinyimagenet')}
+    assert sizes == {d: (16, 4, 4) for d in sizes}, sizes
+    x, y = get_dataset('cifar10', 'train')[0]
+    assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and 0 <= int(y) < 10
+    imagenet = get_dataset('imagenet', 'test')
+    assert len(imagenet) == 1000 + 4 and imagenet[0][0].shape == (3, 224, 224)
+    for d, shape in (('cifar10', (32, 32)), ('cifar100', (32, 32)), ('tinyimagenet', (64, 64))):
+        xc, yc = load_corrupted(d, progress=False).load('fog', 5)
+        assert xc.shape[-2:] == shape and len(xc) == len(yc), d
+    inc = load_corrupted('imagenet', progress=False)
+    assert len(inc.files('fog', 5)) == 1000 and next(inc.batches('fog', 5, 2))[0].shape == (2, 3, 224, 224)
+
+
+def test_synthetic_fewer_classes(tmp_path, clean_env):
+    "`classes` writes fewer class folders (the first wnids): loadable, and `check` names the shortfall."
+    from robust_labels.corruption_sets import load_corrupted
+    from robust_labels.data import get_dataset
+    env = cat.write_synthetic(['imagenet', 'tinyimagenet-c'], tmp_path, n=10, n_test=2, classes=3)
+    for k, v in env.items(): clean_env.setenv(k, v)
+    assert sorted(p.name for p in (tmp_path/'imagenet'/'train').iterdir()) == ['n00000000', 'n00000001', 'n00000002']
+    assert len(get_dataset('imagenet', 'train_full')) == 3 + 10
+    assert load_corrupted('tinyimagenet').wnids == ['n00000000', 'n00000001', 'n00000002']
+    with pytest.raises(ValueError, match='holds 3 class folders, expected 1000'): check('imagenet')
+    with pytest.raises(ValueError, match='classes must be'): cat.write_synthetic('imagenet', tmp_path/'b', classes=0)
+    with pytest.raises(ValueError, match="name must be one of"): cat.write_synthetic('mnist', tmp_path/'c')
+
+
+@pytest.mark.parametrize('name', ['cifar10', 'cifar100', 'svhn'])
+def test_synthetic_needs_marker_and_variable(name, tmp_path, clean_env):
+    "torchvision's MD5s are skipped only with both the SYNTHETIC file and ROBUST_LABELS_SYNTHETIC=1."
+    from robust_labels.data import get_dataset
+    env = cat.write_synthetic(name, tmp_path, n=10)
+    clean_env.setenv('ROBUST_LABELS_DATA', env['ROBUST_LABELS_DATA'])
+    with pytest.raises(RuntimeError, match="MD5 check failed"): get_dataset(name, 'test')   # variable unset
+    clean_env.setenv('ROBUST_LABELS_SYNTHETIC', '1')
+    assert len(get_dataset(name, 'test')) == 2
+    marker = (tmp_path / CATALOG[name].folder) / 'SYNTHETIC'
+    marker.unlink()
+    with pytest.raises(RuntimeError, match="MD5 check failed"): get_dataset(name, 'test')   # marker gone
+    clean_env.setenv('ROBUST_LABELS_SYNTHETIC', 'yes')
+    marker.write_text('x')
+    with pytest.raises(RuntimeError, match="MD5 check failed"): get_dataset(name, 'test')   # only '1' counts

@@ -97,3 +97,11 @@ def test_choice_tuples_repeat_the_modules_that_implement_them():
     fields = {f.name: f.metadata['choices'] for f in dataclasses.fields(RunConfig)}
     assert fields['labels'] == labels.LABELS and fields['augment'] == augment.BASELINES
     with pytest.raises(ValueError, match="augment must be one of 'standard'"): RunConfig(augment='autoaugment')
+
+
+def test_tuning_names_repeat_the_modules_that_implement_them():
+    "config repeats the samplers, pruners and search-space names for `tune --help` without torch; they must stay equal."
+    from robust_labels import config, study, tune
+    assert config.SAMPLERS == study.SAMPLERS
+    assert config.PRUNERS == study.PRUNERS
+    assert config.SPACE_NAMES == tuple(tune.SPACES)

@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import pandas as pd
+import pytest
 
 from robust_labels.figures import plot_bars, plot_lines, save_figure
 
@@ -22,3 +23,31 @@ def test_plots_write_their_files(tmp_path):
     plot_lines(runs, x='alpha', y='acc', hue='labels', path=tmp_path / 'lines.png')
     plot_bars(runs, x='labels', y='acc', path=tmp_path / 'bars.png')
     assert (tmp_path / 'lines.png').stat().st_size > 0 and (tmp_path / 'bars.png').stat().st_size > 0
+
+
+def test_paper_values_only_in_the_papers_setting():
+    "paper_values: the reference table when the setting is the paper's; None and the reason otherwise."
+    from robust_labels.figures import paper_values
+    ref, why = paper_values('vs_table13', dict(dataset='cifar10', model='resnet18'), dict(dataset='cifar10', model='resnet18'))
+    assert why == '' and {'dataset', 'model', 'alpha'} <= set(ref.columns)
+    ref, why = paper_values('vs_table13', dict(dataset='digits', model='resnet18'), dict(dataset='cifar10', model='resnet18'))
+    assert ref is None and why == "the setting differs (dataset 'digits', the paper's 'cifar10')"
+    assert paper_values('vs_fig3', {}, {})[1] == 'the paper gives no numbers for vs_fig3 (no data/paper/vs_fig3.csv)'
+
+
+def test_overlay_paper_draws_stars_or_says_why_not():
+    import matplotlib.pyplot as plt
+    from robust_labels.figures import overlay_paper
+    fig, ax = plt.subplots()
+    ax.plot([0.1, 0.5], [90, 91], label='ours')
+    paper = pd.DataFrame(dict(model=['a', 'a', 'b'], alpha=[0.1, 0.5, 0.5], acc=[89.0, 92.0, None]))
+    assert overlay_paper(ax, paper, 'alpha', 'acc', query="model == 'a'")
+    stars = [c for c in ax.collections if c.get_label() == 'paper']
+    assert len(stars) == 1 and stars[0].get_offsets().shape == (2, 2)
+    fig, ax = plt.subplots()
+    ax.plot([0.1], [90], label='ours')
+    assert not overlay_paper(ax, paper, 'alpha', 'acc', query="model == 'b'")      # the only row has no value
+    assert ax.get_legend().get_texts()[-1].get_text() == 'paper values not shown: no paper values for these rows'
+    with pytest.raises(ValueError, match="x and y must be columns of paper"):
+        overlay_paper(ax, paper, 'alpha', 'ece')
+    plt.close('all')

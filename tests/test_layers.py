@@ -8,7 +8,7 @@ LIB = Path(__file__).resolve().parent.parent / 'robust_labels'
 # bottom to top, as in the chapter map; `theory` stands apart and needs only core
 ORDER = ['core', 'resources', 'perturb', 'labels', 'data', 'models', 'corruptions', 'corruption_sets', 'cbar', 'catalog',
          'augmix', 'pixmix', 'deepaugment', 'augment', 'attacks', 'metrics', 'train', 'regimes', 'config', 'setup',
-         'study', 'tune', 'evals', 'runs', 'tables', 'figures', 'spider_claims', 'vs_claims', 'registry', 'report', 'cli']
+         'study', 'tune', 'evals', 'runs', 'executors', 'tables', 'figures', 'spider_claims', 'vs_claims', 'registry', 'report', 'cli']
 THEORY = ['core', 'theory', 'theory_spider', 'theory_vs', 'theory_checks']
 MODULES = sorted(p.stem for p in LIB.glob('*.py') if not p.stem.startswith('_'))
 

@@ -153,3 +153,67 @@ def test_two_processes_on_one_output_folder_train_each_run_once(tmp_path):
     assert (out / 'table-0.csv').read_text() == (out / 'table-1.csv').read_text()
     assert (out / 'records-0.json').read_text() == (out / 'records-1.json').read_text()
     assert len(list((out / 'runs').glob('*.json'))) == 2 and not list((out / 'checkpoints').glob('*/*'))
+
+
+def test_records_name_their_experiments_and_a_shared_run_lists_all(tmp_path, monkeypatch):
+    from robust_labels.runs import EXPERIMENT
+    monkeypatch.setenv(EXPERIMENT, 'vs_table2')
+    cfg = RunConfig(epochs=1)
+    assert train_run(cfg, tmp_path)['experiment'] == 'vs_table2'
+    rec = train_run(cfg, tmp_path, experiment='vs_table13')
+    assert rec['experiment'] == ['vs_table2', 'vs_table13']
+    assert json.loads(result_path(tmp_path, cfg).read_text())['experiment'] == ['vs_table2', 'vs_table13']
+    monkeypatch.delenv(EXPERIMENT)
+    assert 'experiment' not in train_run(RunConfig(epochs=1, seed=1), tmp_path)
+
+
+def test_provenance_is_recorded_when_tuning_exports_exist(tmp_path, monkeypatch):
+    from robust_labels import tune
+    seen = []
+    monkeypatch.setattr(tune, 'provenance', lambda out, cfg: seen.append(cfg.run_id) or dict(study='s1'),
+                        raising=False)
+    assert 'provenance' not in train_run(RunConfig(epochs=1), tmp_path)     # no <out>/tuned: not asked
+    (tmp_path / 'tuned').mkdir()
+    rec = train_run(RunConfig(epochs=1, seed=1), tmp_path)
+    assert rec['provenance'] == dict(study='s1') and seen == [RunConfig(epochs=1, seed=1).run_id]
+    monkeypatch.setattr(tune, 'provenance', lambda out, cfg: None)
+    assert 'provenance' not in train_run(RunConfig(epochs=1, seed=2), tmp_path)
+
+
+def test_callback_sees_each_epoch_while_training(tmp_path):
+    seen = []
+    train_run(RunConfig(epochs=3), tmp_path, callback=seen.append)
+    assert len(seen) == 3 and all('epoch' in h for h in seen)
+
+
+def test_plan_mode_collects_a_grid_without_training(tmp_path, monkeypatch):
+    from robust_labels.runs import PLAN_FILE, PLAN_MISSING, PLAN_OUT, RunsPending, read_plan
+    done = RunConfig(epochs=1)
+    train_run(done, tmp_path / 'real')
+    grid = label_grid(RunConfig(epochs=1), labels=('onehot', 'vs'), alphas=(0.5,), seeds=(0, 1))
+    monkeypatch.setenv(PLAN_FILE, str(tmp_path / 'plan.jsonl'))
+    monkeypatch.setenv(PLAN_OUT, str(tmp_path / 'real'))
+    recs = run_grid(grid, tmp_path / 'scratch', evals=['accuracy'], progress=False)
+    assert [r.get('planned', False) for r in recs] == [c.run_id != done.run_id for c in grid]
+    assert list(read_plan(tmp_path / 'plan.jsonl')) == [c.run_id for c in grid]
+    assert not (tmp_path / 'scratch' / 'runs').exists()                       # nothing trained
+    groups = run_groups({'a': grid[:1], 'b': grid[1:2]}, tmp_path / 'scratch', progress=False)
+    assert groups.method.tolist() == ['a', 'b']
+    (tmp_path / 'plan.jsonl').unlink()
+    monkeypatch.setenv(PLAN_MISSING, 'stop')
+    monkeypatch.delenv(PLAN_OUT)
+    with pytest.raises(RunsPending) as e:
+        run_grid(grid, tmp_path / 'real', progress=False)
+    assert e.value.run_ids == [c.run_id for c in grid if c.run_id != done.run_id]   # the whole grid's, at once
+    assert set(read_plan(tmp_path / 'plan.jsonl')) == {c.run_id for c in grid}
+
+
+def test_accuracy_is_percent_in_history_evaluate_and_record(tmp_path):
+    "History, `evaluate`, `best_val_acc` and the run record share one unit, percent: the same numbers, no factor 100."
+    from robust_labels.evals import eval_accuracy
+    cfg = RunConfig(epochs=1)
+    rec = train_run(cfg, tmp_path)
+    assert rec['metrics']['val_accuracy'] == max(h['val_acc'] for h in rec['history'])
+    assert 1 < rec['metrics']['val_accuracy'] <= 100 and 1 < rec['metrics']['accuracy'] <= 100
+    acc = eval_accuracy(load_model(cfg, tmp_path), cfg, 'cpu')['accuracy']
+    assert acc == pytest.approx(rec['metrics']['accuracy'])

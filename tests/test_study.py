@@ -45,6 +45,20 @@ def test_identity_is_the_one_tune_always_stored():
     assert study_identity(cfg.replace(regime='at'), SPACE)['config']['regime'] == 'at'
 
 
+def test_recipe_fields_added_later_keep_old_names_and_count_when_set():
+    "Recipe fields added after studies were first stored enter the identity only where they are not their defaults."
+    import dataclasses
+    cfg = RunConfig(labels='spider', val='augmented')
+    recipe = study_identity(cfg, SPACE)['recipe']
+    assert set(recipe) == {'epochs', 'lr', 'batch_size', 'momentum', 'nesterov', 'weight_decay', 'schedule',
+                           'milestones', 'gamma'}
+    later = [f for f in dataclasses.fields(cfg.recipe_()) if f.name not in recipe and type(f.default) in (int, float)]
+    if not later: pytest.skip('train.Recipe has no numeric field added later')
+    import robust_labels.study as module
+    changed = dataclasses.replace(cfg.recipe_(), **{later[0].name: 1})
+    assert module._recipe_record(changed)[later[0].name] == 1
+
+
 def test_open_study_refuses_another_configuration(tmp_path):
     cfg = RunConfig(labels='spider', val='augmented', epochs=2)
     open_study(cfg, SPACE, tmp_path / 's.journal', 'mine')

@@ -98,3 +98,12 @@ def test_tally_counts_cases_and_each_verdict():
     t = tally(claims, 'metric')
     assert t.values.tolist() == [['b', 3, 2, 1], ['a', 1, 0, 0]]
     assert tally(claims, ['metric'], ['beyond_std'], total='n').columns.tolist() == ['metric', 'n', 'beyond_std']
+
+
+def test_every_evaluation_has_its_result_columns():
+    "Each evaluation of `evals.EVALUATIONS` names its result columns in `tables.EVAL_METRICS`."
+    from robust_labels.evals import EVALUATIONS
+    from robust_labels.tables import EVAL_METRICS, metric_columns
+    assert set(EVALUATIONS) <= set(EVAL_METRICS), set(EVALUATIONS) - set(EVAL_METRICS)
+    assert metric_columns(['thickness_yang', 'autoattack_vs_official']) == [
+        'thickness_yang_0.75', 'thickness_yang_1', 'aa_vs_official_accuracy']

@@ -257,8 +257,8 @@ def test_a_trial_trains_what_fit_config_trains():
     with rs.quiet_optuna(): study.optimize(rt.Objective(cfg), n_trials=1)
     t = study.trials[0]
     _, res = fit_config(cfg.replace(**t.params), device='cpu')   # as a table run trains it: the same validation set
-    assert t.value == 100 * res.best_val_acc
-    assert [100 * r['val_acc'] for r in res.history] == [t.intermediate_values[e] for e in (1, 2)]
+    assert t.value == res.best_val_acc
+    assert [r['val_acc'] for r in res.history] == [t.intermediate_values[e] for e in (1, 2)]
 
 
 # --- tune --workers N: the parent and its worker processes --------------------------------------------------------------
@@ -374,3 +374,62 @@ def test_tuning_selects_on_the_runs_validation_set(no_training):
     runs_val = rsetup.validation_set(cfg)                  # what fit_config (the runs) uses
     obj = rt.Objective(cfg)
     assert all((a == b).all() for a, b in zip(obj.val, runs_val))
+
+
+# --- the tuning stage's exports: read back, checked, provenance ------------------------------------------------------
+
+def export_of(out_dir, config, **params):
+    "Write the export of a study of `config` whose only trial found `params`, as the tuning stage does; no training."
+    space = tuning_space(config)
+    name = f'study-{rt.tuned_name(config)}'
+    study = open_study(config, space, storage=optuna.storages.InMemoryStorage(), study_name=name)
+    study.enqueue_trial(params)
+    trial = study.ask({k: optuna.distributions.FloatDistribution(*space[k]) for k in params})
+    study.tell(trial, 80.0)
+    path = rt.tuned_path(out_dir, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(best_record(study)))
+    return path
+
+
+def test_provenance_names_the_study_trial_and_export(tmp_path, no_training):
+    spider = RunConfig(labels='spider', val='augmented', augment='pixmix')
+    export_of(tmp_path, spider, tau=1.25, xi=0.3)
+    run = rt.tuned_config(tmp_path, spider.replace(seed=2))
+    assert (run.tau, run.xi, run.seed) == (1.25, 0.3, 2)
+    want = dict(study='study-spider_digits_cnn_pixmix', trial=0, export='tuned/spider_digits_cnn_pixmix.json')
+    assert rt.provenance(tmp_path, run) == want
+    assert rt.provenance(str(tmp_path), run.replace(epochs=3)) == want        # a trial budget may differ from the runs'
+    assert rt.provenance(tmp_path, run.replace(labels='spider-nols')) == want   # "w/o LS" at SPIDER's (tau, xi)
+    assert rt.provenance(tmp_path, run.replace(xi=0.31)) is None                # hand-set values: not from a study
+    assert rt.provenance(tmp_path, run.replace(labels='onehot')) is None
+    assert rt.provenance(tmp_path, run.replace(augment='augmix')) is None       # no export for that baseline
+    assert rt.provenance(tmp_path, run.replace(val='clean')) is None            # selected on another validation set
+    assert rt.provenance(tmp_path / 'elsewhere', run) is None
+
+
+def test_provenance_of_the_schemes_own_studies(tmp_path, no_training):
+    nols, ls = (RunConfig(labels=l, val='augmented') for l in ('spider-nols', 'ls'))
+    export_of(tmp_path, nols, tau=2.0)
+    export_of(tmp_path, ls, alpha=0.25)
+    run = rt.tuned_config(tmp_path, nols.replace(xi=0.4))                       # No LS keeps SPIDER's xi, unused
+    assert (run.tau, run.xi) == (2.0, 0.4)
+    assert rt.provenance(tmp_path, run)['export'] == 'tuned/spider-nols_digits_cnn_standard.json'
+    assert rt.provenance(tmp_path, rt.tuned_config(tmp_path, ls))['study'] == 'study-ls_digits_cnn_standard'
+
+
+def test_an_export_of_another_study_is_refused(tmp_path, no_training):
+    cnn = RunConfig(labels='spider', val='augmented')
+    path = export_of(tmp_path, cnn, tau=1.0, xi=0.2)
+    wrn = cnn.replace(model='wrn-40-1')
+    rt.tuned_path(tmp_path, wrn).write_text(path.read_text())                  # a cnn study under a wrn-40-1 name
+    with pytest.raises(ValueError, match=r"another configuration: model 'cnn' \(wanted 'wrn-40-1'\)"):
+        rt.read_tuned(tmp_path, wrn)
+    with pytest.raises(ValueError, match='search space'):
+        rt.read_tuned(tmp_path, cnn, space={'tau': (0.0, 1.5), 'xi': (0.0, 0.9)})
+    with pytest.raises(FileNotFoundError, match=r"study 'spider_digits_cnn_augmix'.*--experiments spider_tuning"):
+        rt.read_tuned(tmp_path, cnn.replace(augment='augmix'))
+    rt.tuned_path(tmp_path, cnn).write_text('{"params": {}}')
+    with pytest.raises(ValueError, match='not a study export'):
+        rt.read_tuned(tmp_path, cnn)
+    assert rt.provenance(tmp_path, cnn.replace(tau=1.0, xi=0.2)) is None       # a broken export is no provenance
