@@ -363,6 +363,7 @@ def _used(classes:int, n:int) -> int:
     "How many classes `n` training images take: five or more each, so that the 20% validation split holds each."
     return max(1, min(classes, n // 5))
 
+# %% ../nbs/05d_catalog.ipynb #9e7d7eb0
 def _labels(m:int, used:int) -> np.ndarray:
     "`m` labels taking the first `used` classes in turn."
     return (np.arange(m) % used).astype(np.int64)
@@ -411,6 +412,7 @@ def _wnids(k:int) -> list:
     "`k` made-up wnids (n + 8 digits), sorted."
     return [f'n{i:08d}' for i in range(k)]
 
+# %% ../nbs/05d_catalog.ipynb #94612e5b
 def _jpeg(x:np.ndarray, file:Path):
     "Save one uint8 H x W x 3 image as a JPEG."
     from PIL import Image
@@ -461,6 +463,7 @@ def _link(src:Path, dst:Path):
     try: os.link(src, dst)
     except OSError: shutil.copyfile(src, dst)
 
+# %% ../nbs/05d_catalog.ipynb #6d9fd194
 def _fake_image_c(folder:Path, wnids:list, size:int, g) -> Path:
     "A -C set of images `<corruption>/<severity>/<wnid>/*.JPEG`: one image per class, linked into every folder."
     _mark(folder)
