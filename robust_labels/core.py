@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #1bc9eb89
 from __future__ import annotations
-import datetime, json, math, os, platform, random, tempfile
+import atexit, datetime, json, math, os, platform, random, tempfile
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -294,6 +294,7 @@ def init_distributed(backend:str|None=None, # 'gloo' (CPU) or 'nccl' (CUDA); def
     secs = check_range('timeout', secs, 0, lo_open=True)
     if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=secs))
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())   # a clean exit, no abort
     return True
 
 # %% ../nbs/00_core.ipynb #c406ebd5
